@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^media/(?P<path>.+)$", core_views.media, name="media"),
+    path("", include("annotate.urls")),
     path("", core_views.home, name="home"),
     path("p/<slug:slug>/", core_views.project_detail, name="project_detail"),
     path("p/<slug:slug>/products/add/", core_views.product_add, name="product_add"),

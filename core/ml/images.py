@@ -61,6 +61,8 @@ def decode_image(
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             width, height = probe.size
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"{name}: too many pixels, over the limit of {max_pixels / 1e6:.0f} megapixels")
     except UnidentifiedImageError:
         raise ImageRejected(f"{name}: not an image (or a format we do not read: use JPEG, PNG or WebP)")
     except Exception as exc:  # Pillow raises many types for truncated headers
