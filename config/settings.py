@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "annotate",
     "rewardmodel",
     "consistency",
+    "gating",
 ]
 
 MIDDLEWARE = [
