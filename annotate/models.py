@@ -99,3 +99,64 @@ class ImageLabel(models.Model):
                 name="image_label_says_something",
             ),
         ]
+
+
+class Assignment(models.Model):
+    """One labelling slot of a queue item, and the claim an annotator holds on it.
+
+    A regular task gets `labels_required` slots when it is queued. Claiming a slot sets `annotator`
+    and `expires_at`; submitting a label sets `done_at`. A claim that expires without a label is
+    free again for anyone (the row is reused). Gold tasks get no pre-made slots: each annotator
+    gets an ad-hoc slot (slot=None) when a gold item is mixed into their queue.
+    """
+
+    class Kind(models.TextChoices):
+        PAIR = "pair", "Pairwise comparison"
+        IMAGE = "image", "Single image"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    comparison_task = models.ForeignKey(
+        ComparisonTask, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments"
+    )
+    image_task = models.ForeignKey(ImageTask, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments")
+    slot = models.PositiveSmallIntegerField(null=True, blank=True, help_text="0..labels_required-1; null for gold")
+    priority = models.FloatField(default=0.0, help_text="copied from the task: the queue order")
+    is_gold = models.BooleanField(default=False)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="pair", comparison_task__isnull=False, image_task__isnull=True)
+                           | Q(kind="image", image_task__isnull=False, comparison_task__isnull=True)),
+                name="assignment_has_one_task_of_its_kind",
+            ),
+            # One annotator never holds two slots of the same item.
+            models.UniqueConstraint(fields=["comparison_task", "annotator"], name="assignment_pair_annotator_unique"),
+            models.UniqueConstraint(fields=["image_task", "annotator"], name="assignment_image_annotator_unique"),
+            models.UniqueConstraint(fields=["comparison_task", "slot"], name="assignment_pair_slot_unique"),
+            models.UniqueConstraint(fields=["image_task", "slot"], name="assignment_image_slot_unique"),
+            models.CheckConstraint(condition=Q(done_at__isnull=True) | Q(annotator__isnull=False),
+                                   name="assignment_done_has_annotator"),
+        ]
+        indexes = [
+            # The queue scan: open slots of a project in priority order.
+            models.Index(fields=["project", "kind", "-priority", "id"], name="assignment_open_queue",
+                         condition=Q(done_at__isnull=True)),
+            models.Index(fields=["annotator", "project", "kind", "expires_at"], name="assignment_by_annotator"),
+        ]
+
+    @property
+    def task(self):
+        return self.comparison_task if self.kind == self.Kind.PAIR else self.image_task
+
+    @property
+    def task_id(self):
+        return self.comparison_task_id if self.kind == self.Kind.PAIR else self.image_task_id
