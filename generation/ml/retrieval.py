@@ -132,8 +132,9 @@ def uncovered_fraction(
     gx0, gx1 = px0 / bw * res, px1 / bw * res
     gy0, gy1 = py0 / bh * res, py1 / bh * res
     placed = np.zeros((res, res), bool)
-    ix0, iy0 = int(np.floor(gx0)), int(np.floor(gy0))
-    ix1, iy1 = int(np.ceil(gx1)), int(np.ceil(gy1))
+    # cells whose centre lies inside the placed product's box
+    ix0, iy0 = int(np.ceil(gx0 - 0.5)), int(np.ceil(gy0 - 0.5))
+    ix1, iy1 = int(np.floor(gx1 - 0.5)) + 1, int(np.floor(gy1 - 0.5)) + 1
     ix0, iy0, ix1, iy1 = max(ix0, 0), max(iy0, 0), min(ix1, res), min(iy1, res)
     if ix1 > ix0 and iy1 > iy0:
         # sample the new silhouette at the centres of the covered cells
