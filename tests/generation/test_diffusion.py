@@ -152,3 +152,23 @@ def test_empty_mask_is_a_clear_generation_failure(sd_dir):
     product.mask = np.zeros_like(product.mask)
     with pytest.raises(GenerationFailed, match="no product"):
         backend.generate(product, seed=0, **FAST)
+
+
+def test_reference_diffusion_with_ip_adapter(sd_dir, tmp_path):
+    weight = tiny_models.write_tiny_ip_adapter(tmp_path / "ipa", Path(sd_dir))
+    ok, reason = diffusion.ReferenceDiffusionBackend(model=sd_dir, ip_adapter=str(tmp_path / "nope.bin")).availability()
+    assert not ok and diffusion.IP_ADAPTER_ENV in reason
+    backend = diffusion.ReferenceDiffusionBackend(model=sd_dir, ip_adapter=str(weight), device="cpu")
+    assert backend.availability() == (True, "")
+    product = product_on_white()
+    ref = SAMPLE / "stages" / "2.jpg"
+    a = backend.generate(product, seed=3, reference_image=str(ref), ip_adapter_scale=0.8, **FAST)[0]
+    assert a.image.shape == product.image.shape
+    inside = product.mask >= 1.0
+    np.testing.assert_array_equal(a.image[inside], product.image[inside])
+    assert a.metadata["ip_adapter"] == str(weight) and a.metadata["ip_adapter_scale"] == 0.8
+    plain = diffusion.ReferenceDiffusionBackend(model=sd_dir, device="cpu")
+    b = plain.generate(product, seed=3, reference_image=str(ref), **FAST)[0]
+    assert np.abs(a.image.astype(int) - b.image.astype(int))[product.mask == 0].mean() > 0.5
+    # the category backend ignores STAGECRAFT_IP_ADAPTER (it has no reference image)
+    assert diffusion.CategoryDiffusionBackend(model=sd_dir, ip_adapter=str(weight)).ip_adapter is None

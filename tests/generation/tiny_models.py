@@ -142,3 +142,39 @@ def write_tiny_controlnet(folder: Path, seed: int = 1) -> Path:
     )
     cn.save_pretrained(str(folder))
     return Path(folder)
+
+
+def write_tiny_ip_adapter(folder: Path, sd_folder: Path, seed: int = 2) -> Path:
+    """Save a tiny IP-Adapter matching the tiny UNet in ``sd_folder``: ``folder/ip-adapter.safetensors``
+    with ``folder/image_encoder/`` (a tiny CLIPVisionModelWithProjection) beside it. Returns the file."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    enc = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         image_size=32, patch_size=8, projection_dim=16)
+    )
+    enc.save_pretrained(str(folder / "image_encoder"))
+    unet = UNet2DConditionModel.from_pretrained(str(sd_folder), subfolder="unet", local_files_only=True)
+    cross_dim = unet.config.cross_attention_dim
+    tokens = 4
+    state = {
+        "image_proj.proj.weight": torch.randn(cross_dim * tokens, 16) * 0.2,
+        "image_proj.proj.bias": torch.zeros(cross_dim * tokens),
+        "image_proj.norm.weight": torch.ones(cross_dim),
+        "image_proj.norm.bias": torch.zeros(cross_dim),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue  # self-attention: diffusers numbers only the cross-attention layers 1, 3, 5, ...
+        attn = unet.get_submodule(name[: -len(".processor")])
+        shape = attn.to_k.weight.shape
+        state[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(shape) * 0.2
+        state[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(shape) * 0.2
+        key_id += 2
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "ip-adapter.safetensors"))
+    return folder / "ip-adapter.safetensors"
