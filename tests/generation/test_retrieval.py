@@ -154,3 +154,32 @@ def test_errors():
         index.search(np.ones(3), k=1)
     with pytest.raises(EmptyCatalog, match="no catalog index"):
         CatalogIndex.load("/nonexistent/catalog-index")
+
+
+def test_ivf_mode_for_large_catalogs_matches_exact_search(tmp_path):
+    """Large catalogs switch to IVF; with all lists probed it returns what exact search returns,
+    and save/load, category filter, replace and remove keep working."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(8, 32)).astype(np.float32)
+    vecs = centres[rng.integers(0, 8, 400)] + 0.3 * rng.normal(size=(400, 32)).astype(np.float32)
+    ids = [f"v{i}" for i in range(400)]
+    cats = ["a" if i % 10 else "b" for i in range(400)]
+    masks = [rect_mask(16, 16, 2, 2, 12, 14)] * 400
+    flat = CatalogIndex(dim=32)
+    flat.add(ids, cats, vecs, masks)
+    ivf = CatalogIndex(dim=32)
+    ivf.add(ids, cats, vecs, masks)
+    ivf.use_ivf(nlist=8, nprobe=8)
+    assert flat.kind == "flat" and ivf.kind == "ivf"
+    for qi in (0, 17, 399):
+        for cat in (None, "b"):
+            want = [h.item_id for h in flat.search(vecs[qi], k=5, category=cat).hits]
+            got = [h.item_id for h in ivf.search(vecs[qi], k=5, category=cat).hits]
+            assert got == want
+    ivf.save(tmp_path / "ivf")
+    loaded = CatalogIndex.load(tmp_path / "ivf")
+    assert loaded.kind == "ivf" and loaded.search(vecs[17], k=1).hits[0].item_id == "v17"
+    assert loaded.remove(["v17"]) == 1 and len(loaded) == 399
+    assert loaded.search(vecs[18], k=1).hits[0].item_id == "v18"
+    loaded.add(["v18"], ["b"], vecs[[0]], [masks[0]])
+    assert loaded.search(vecs[0], k=2).hits[0].item_id in ("v0", "v18") and len(loaded) == 399
