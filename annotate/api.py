@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -143,8 +144,16 @@ class UndoView(APIView):
         return Response(selectors.task_payload(assignment))
 
 
+class FormatIsOurs(DefaultContentNegotiation):
+    """`?format=` names the export format here, not DRF's renderer; errors are rendered as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class ExportView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanExport]
+    content_negotiation_class = FormatIsOurs
 
     @extend_schema(
         summary="Export labels (JSONL, CSV, or HFPC JSONL for single-image labels)",
