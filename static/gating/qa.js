@@ -10,9 +10,10 @@
 
   function focus(i) {
     const list = cards();
-    if (!list.length) return;
+    if (!list.length) { grid.querySelectorAll(".ad").forEach(c => c.classList.remove("current")); return; }
     current = Math.max(0, Math.min(i, list.length - 1));
-    list.forEach((c, j) => c.classList.toggle("current", j === current));
+    grid.querySelectorAll(".ad").forEach(c => c.classList.remove("current"));
+    list[current].classList.add("current");
     list[current].focus();
   }
 
