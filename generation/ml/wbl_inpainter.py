@@ -54,6 +54,7 @@ FORMAT = "stagecraft-wbl-inpainter"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "wbl_inpainter.safetensors"
 CONFIG_FILE = "config.json"
+WBL_ENV = "STAGECRAFT_WBL_INPAINTER"  # optional: artifact folder (or its parent) of a trained model
 
 TrainProgress = Callable[[int, int, dict], None]
 
@@ -456,6 +457,12 @@ class WblInpainter:
         hc = hole[y0:y1, x0:x1]
         region[hc] = filled_u8[hc]
         return result
+
+
+def wbl_inpainter_from_env(device: str | None = None) -> "WblInpainter | None":
+    """The trained inpainter named by ``STAGECRAFT_WBL_INPAINTER``, or None when it is not set."""
+    path = os.environ.get(WBL_ENV)
+    return WblInpainter.load(path, device=device) if path else None
 
 
 def _bool_mask(mask: Any, shape: tuple[int, int], what: str) -> np.ndarray:

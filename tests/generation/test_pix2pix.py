@@ -13,7 +13,6 @@ torch.set_num_threads(1)
 from generation.ml import pix2pix
 from generation.ml.backends import BackendUnavailable, ProductInput, backend_names
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def staged_scene(seed: int, h: int = 48, w: int = 48):
@@ -48,12 +47,6 @@ def test_pairs_put_the_cut_out_product_on_white():
     x, y = pix2pix.make_staging_pair(img, m, size=32)
     assert x.shape == y.shape == (32, 32, 3)
     assert (x[0, 0] == 255).all() and (y[0, 0] != 255).any()  # background white in the input only
-
-
-def test_pairs_from_a_real_photo_with_segmentation():
-    photo = SAMPLE / "products" / "fruit-orange.jpg"
-    x, y = pix2pix.make_staging_pair(str(photo), None, size=64)
-    assert x.shape == (64, 64, 3) and (x[0, 0] >= 250).all()
 
 
 def test_training_losses_finite_and_l1_falls(trained):
