@@ -56,6 +56,15 @@ def _stage(progress, stage):
     return lambda done, total, msg: progress(done, total, f"{stage}: {msg}")
 
 
+def _thin_curve(curve: list[dict], chosen: float | None, max_points: int = 500) -> list[dict]:
+    """At most ``max_points`` evenly spaced PR-curve points (the chosen one always kept) for storage."""
+    if len(curve) <= max_points:
+        return curve
+    idx = set(np.linspace(0, len(curve) - 1, max_points).round().astype(int).tolist())
+    idx |= {i for i, p in enumerate(curve) if p["threshold"] == chosen}
+    return [curve[i] for i in sorted(idx)]
+
+
 def evaluate_artifact(artifact_dir, examples: Sequence[Example], features: Mapping[str, np.ndarray]) -> dict:
     """Re-score a saved head on the given examples, with its stored threshold."""
     head, cfg = load_artifact(artifact_dir)
@@ -108,9 +117,9 @@ def train_and_evaluate(
         _, pcfg = load_artifact(promoted_artifact_dir)
         if (pcfg.get("backbone") or {}).get("name") == backbone.name:
             promoted_metrics = evaluate_artifact(promoted_artifact_dir, val_ex, features)
-        # a promoted head on another backbone cannot be re-scored on these features: compare
-        # with its stored metrics is meaningless, so it is treated as absent only if it has none
         else:
+            # A head on another backbone cannot be re-scored on these features. Its stored metrics
+            # (another split) are the conservative stand-in: the candidate must still beat them.
             promoted_metrics = pcfg.get("metrics")
     promotion = should_promote(metrics, promoted_metrics, promotion_margin)
 
@@ -120,7 +129,7 @@ def train_and_evaluate(
         result.head,
         backbone.spec,
         {
-            "threshold": threshold.to_dict() | {"curve": threshold.curve[:500]},
+            "threshold": threshold.to_dict() | {"curve": _thin_curve(threshold.curve, threshold.threshold)},
             "metrics": metrics,
             "training": result.summary(),
             "n_train": len(train_ex),

@@ -54,8 +54,12 @@ def white_cutout(rgb: np.ndarray, white: int = 232, feather: float = 1.0, convex
     return np.asarray(alpha, dtype=np.float32) / 255.0
 
 
-def _fit_scene(scene: np.ndarray, size: int) -> np.ndarray:
-    img = Image.fromarray(np.asarray(scene))
+def fit_scene(scene: np.ndarray, size: int) -> np.ndarray:
+    """Scene resized (shorter side) and centre-cropped to size x size, float32."""
+    scene = np.asarray(scene)
+    if scene.shape[0] == size and scene.shape[1] == size:
+        return scene.astype(np.float32)
+    img = Image.fromarray(scene)
     s = size / min(img.size)
     img = img.resize((max(size, round(img.width * s)), max(size, round(img.height * s))), Image.BICUBIC)
     left, top = (img.width - size) // 2, (img.height - size) // 2
@@ -77,7 +81,7 @@ def composite(
     """Paste ``product`` (with ``alpha``) onto ``scene`` resized to size x size; returns uint8 RGB."""
     from scipy import ndimage
 
-    bg = _fit_scene(scene, size)
+    bg = fit_scene(scene, size)
     ys, xs = np.nonzero(alpha > 0.5)
     if len(ys) == 0:
         return bg.astype(np.uint8)

@@ -1,0 +1,91 @@
+"""Shared helpers for the reward-model benchmarks (data root, constructed pairs, timing)."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "out"
+
+
+def data_root() -> Path:
+    shared = Path("/work/shared/data")
+    return shared if (shared / "manifest.jsonl").is_file() else ROOT / "sample_data"
+
+
+def manifest(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines() if line.strip()]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def set_threads(n: int | None):
+    import torch
+
+    n = n or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def constructed_pairs(n_pairs: int, bads_per_good: int = 2, size: int = 256, seed: int = 0, root: Path | None = None):
+    """Constructed (NOT human) pairs from real photos: good composite vs one with a clear defect.
+
+    Yields dicts: product_id, category, original (RGB), good (RGB), bad (RGB), defect. Products are
+    visited round-robin so every product gets about the same number of pairs.
+    """
+    from core.ml.images import load_rgb
+    from rewardmodel.ml.synthetic import DEFECTS, fit_scene, make_pair, white_cutout
+
+    root = root or data_root()
+    man = manifest(root)
+    products = [m for m in man if m["kind"] == "product_plain"]
+    def fitted(m):
+        return fit_scene(load_rgb(root / m["file"]), size).astype(np.uint8)
+
+    stages = [fitted(m) for m in man if m["kind"] == "stage"]
+    clutter = [fitted(m) for m in man if m["kind"] == "product_in_store"]
+    rng = np.random.default_rng(seed)
+    cut = {}
+    n, k = 0, 0
+    while n < n_pairs:
+        m = products[k % len(products)]
+        pid = Path(m["file"]).stem
+        if pid not in cut:
+            prod = load_rgb(root / m["file"])
+            cut[pid] = (prod, white_cutout(prod, convex=m.get("category") == "packages"))
+        prod, alpha = cut[pid]
+        stage = stages[int(rng.integers(len(stages)))]
+        group_seed = int(rng.integers(1 << 31))
+        defects = rng.choice(len(DEFECTS), size=min(bads_per_good, len(DEFECTS)), replace=False)
+        for d in defects:
+            if n >= n_pairs:
+                break
+            defect = DEFECTS[int(d)]
+            scene_clutter = clutter[int(rng.integers(len(clutter)))]
+            # the same seed gives the same placement, so the group's good image is identical
+            pair = make_pair(prod, alpha, stage, scene_clutter, defect, np.random.default_rng(group_seed), size=size)
+            yield {"product_id": pid, "category": m.get("category", ""), "original": prod,
+                   "good_key": f"good-{pid}-{k}", "bad_key": f"bad-{pid}-{k}-{defect}",
+                   "good": pair.good, "bad": pair.bad, "defect": defect}
+            n += 1
+        k += 1
