@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.models import ImageLabel, ImageTask
-from core.models import ModelVersion, Product, Project
+from core.models import Product, Project
 from gating.models import GateDecision, GatingItem, GatingRun
 from gating.policy import GatePolicy, decide
 from generation.models import Generation
@@ -23,10 +23,6 @@ def policy_for(project: Project) -> GatePolicy:
     return GatePolicy(reward_threshold=project.reward_threshold,
                       require_reward_model=bool(rules.get("require_reward_model", False)),
                       require_consistency=bool(rules.get("require_consistency", True)))
-
-
-def promoted_model(project: Project, kind: str) -> ModelVersion | None:
-    return ModelVersion.objects.filter(project=project, kind=kind, status=ModelVersion.Status.PROMOTED).first()
 
 
 @transaction.atomic
@@ -117,6 +113,7 @@ def run_gating(run_id: int) -> GatingRun:
 
 def gate_product(run: GatingRun, item: GatingItem) -> GatingItem:
     """generate → score → check → gate, retrying with the next backend/seed up to max_attempts."""
+    from core.ml.images import ImageRejected
     from generation.ml.backends import BackendUnavailable, GenerationFailed
     from generation.services import generate_for_product
 
@@ -128,9 +125,9 @@ def gate_product(run: GatingRun, item: GatingItem) -> GatingItem:
         backend = backends[item.attempts % len(backends)]
         seed = item.attempts // len(backends)
         try:
-            generations = generate_for_product(item.product, backend, seed=seed,
-                                               num_candidates=run.candidates_per_attempt)
-        except (GenerationFailed, BackendUnavailable) as exc:
+            generations = generate_for_product(item.product, backend, seed=seed, with_parallax=False,
+                                               num_candidates=run.candidates_per_attempt).generations
+        except (GenerationFailed, BackendUnavailable, ImageRejected) as exc:
             _append_log(item, f"attempt {item.attempts + 1} ({backend}, seed {seed}): {exc}")
             item.attempts += 1
             item.save(update_fields=["attempts", "log"])
@@ -152,16 +149,16 @@ def gate_product(run: GatingRun, item: GatingItem) -> GatingItem:
 
 def score_and_gate(project: Project, generations: list[Generation]) -> list[Generation]:
     """Score with the promoted reward model (if any), check consistency, record decisions."""
-    from consistency.services import check_generation
+    from consistency.services import check_context, check_generation
     from rewardmodel.services import score_generations
 
     ids = [g.id for g in generations]
-    if promoted_model(project, ModelVersion.Kind.REWARD):
-        score_generations(project, ids)
+    score_generations(project, ids)
+    context = check_context(project)
     passed = []
     for generation in Generation.objects.filter(id__in=ids).select_related("product__project").order_by("id"):
         if generation.consistency_passed is None:
-            check_generation(generation)
+            check_generation(generation, context)
             generation.refresh_from_db()
         if gate_generation(generation).decision == "passed":
             passed.append(generation)

@@ -5,6 +5,7 @@ gate decisions can be traced to the code that made the image.
 """
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,18 @@ class GeneratorBackend(ABC):
 
 
 _REGISTRY: dict[str, type[GeneratorBackend]] = {}
+# Modules whose import registers the built-in backends; loaded on first lookup so that importing
+# this interface alone stays cheap (the diffusion module pulls in torch and diffusers).
+BUILTIN_BACKEND_MODULES = ("generation.ml.copy_paste", "generation.ml.diffusion", "generation.ml.pix2pix")
+_builtins_loaded = False
+
+
+def _load_builtin_backends() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in BUILTIN_BACKEND_MODULES:
+            importlib.import_module(module)
 
 
 def register(backend_cls: type[GeneratorBackend]) -> type[GeneratorBackend]:
@@ -59,10 +72,12 @@ def register(backend_cls: type[GeneratorBackend]) -> type[GeneratorBackend]:
 
 
 def backend_names() -> list[str]:
+    _load_builtin_backends()
     return sorted(_REGISTRY)
 
 
 def get_backend_class(name: str) -> type[GeneratorBackend]:
+    _load_builtin_backends()
     try:
         return _REGISTRY[name]
     except KeyError:
