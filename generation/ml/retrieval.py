@@ -5,7 +5,7 @@ the product's embedding (the product cut out of the scene, shown on white, throu
 image encoder), its category, the product's box in the scene (normalised to [0, 1]) and a small
 binary silhouette (``MASK_RES``² bits, inside that box). Vectors live in a faiss ``IndexFlatIP``
 (exact cosine on L2-normalised vectors); once the catalog grows past ``IVF_THRESHOLD`` entries
-the index switches to ``IndexIVFFlat`` (inner product, ``nlist ≈ 4·√N``, ``nprobe`` lists
+the index switches to ``IndexIVFFlat`` (inner product, ``nlist ≈ 2·√N``, ``nprobe`` lists
 searched), which answers top-10 over 100k 1280-d vectors in a few ms instead of ~100 ms on one
 core; `bench/generation_retrieval.py` measures its recall against exact search. A category filter
 always searches its subset exactly (vectors reconstructed from the index; IDSelector above
@@ -50,6 +50,7 @@ __all__ = [
     "silhouette_grid",
     "placement_in_box",
     "uncovered_fraction",
+    "uncovered_fractions",
     "product_on_white",
 ]
 
@@ -156,6 +157,31 @@ def uncovered_fraction(
     return float((old_sil & ~placed).sum() / total)
 
 
+def uncovered_fractions(old_sils: np.ndarray, old_aspects: np.ndarray, new_sil: np.ndarray, new_wh: tuple[float, float]) -> np.ndarray:
+    """Vectorised `uncovered_fraction` for N old silhouettes (N x res x res bool) whose boxes have
+    width/height ``old_aspects`` (N,)."""
+    n, res = old_sils.shape[0], old_sils.shape[1]
+    if n == 0:
+        return np.zeros(0, np.float32)
+    nw, nh = float(new_wh[0]), float(new_wh[1])
+    aspect = np.asarray(old_aspects, np.float64)  # box is aspect x 1
+    s = np.minimum(aspect / nw, 1.0 / nh)
+    w, h = nw * s, nh * s
+    gx0 = (aspect - w) / 2.0 / aspect * res
+    gx1 = gx0 + w / aspect * res
+    gy0 = (1.0 - h) * res
+    gy1 = np.full(n, float(res))
+    centres = np.arange(res) + 0.5
+    inx = (centres[None] >= gx0[:, None]) & (centres[None] < gx1[:, None])
+    iny = (centres[None] >= gy0[:, None]) & (centres[None] < gy1[:, None])
+    xi = np.clip(((centres[None] - gx0[:, None]) / np.maximum(gx1 - gx0, 1e-9)[:, None] * new_sil.shape[1]).astype(int), 0, new_sil.shape[1] - 1)
+    yi = np.clip(((centres[None] - gy0[:, None]) / np.maximum(gy1 - gy0, 1e-9)[:, None] * new_sil.shape[0]).astype(int), 0, new_sil.shape[0] - 1)
+    placed = new_sil[yi[:, :, None], xi[:, None, :]] & iny[:, :, None] & inx[:, None, :]
+    total = old_sils.reshape(n, -1).sum(1)
+    left = (old_sils & ~placed).reshape(n, -1).sum(1)
+    return np.where(total > 0, left / np.maximum(total, 1), 0.0).astype(np.float32)
+
+
 def product_on_white(rgb: np.ndarray, alpha: np.ndarray, pad: float = 0.08) -> np.ndarray:
     """The product cropped to its box (+ ``pad``) and composited on white: what we embed, for the
     query product and for catalog products alike, so both sides look alike to the encoder."""
@@ -188,7 +214,7 @@ class CatalogIndex:
         import faiss
 
         self._index = faiss.IndexFlatIP(int(self.dim))
-        self.nprobe = 24
+        self.nprobe = 16
         self._pos: dict[str, int] = {}
         self._by_category: dict[str, np.ndarray] = {}
 
@@ -271,11 +297,11 @@ class CatalogIndex:
         import faiss
 
         x = np.ascontiguousarray(self.vectors())
-        nlist = int(nlist or max(16, min(4096, round(4 * np.sqrt(len(x))))))
+        nlist = int(nlist or max(16, min(4096, round(2 * np.sqrt(len(x))))))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = x if len(x) <= 64 * nlist else x[rng.choice(len(x), 64 * nlist, replace=False)]
+        sample = x if len(x) <= 40 * nlist else x[rng.choice(len(x), 40 * nlist, replace=False)]
         ivf.train(sample)
         ivf.add(x)
         ivf.make_direct_map()
@@ -484,18 +510,8 @@ class CatalogIndex:
                 raise GenerationFailed("the product mask is empty; cannot rank catalog scenes by silhouette fit")
             qsil = silhouette_grid(qm)
             qwh = (qbox[2] - qbox[0], qbox[3] - qbox[1])
-            unc = np.array(
-                [
-                    uncovered_fraction(
-                        np.unpackbits(self.silhouettes[p])[: MASK_RES * MASK_RES].reshape(MASK_RES, MASK_RES).astype(bool),
-                        (float(self.box_aspect[p]), 1.0),
-                        qsil,
-                        qwh,
-                    )
-                    for p in pos
-                ],
-                np.float32,
-            )
+            sils = np.unpackbits(self.silhouettes[pos], axis=1)[:, : MASK_RES * MASK_RES].reshape(-1, MASK_RES, MASK_RES).astype(bool)
+            unc = uncovered_fractions(sils, self.box_aspect[pos], qsil, qwh)
         else:
             unc = np.full(len(pos), np.nan, np.float32)
         score = sims - fit_weight * np.nan_to_num(unc, nan=0.0)

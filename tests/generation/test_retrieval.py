@@ -183,3 +183,20 @@ def test_ivf_mode_for_large_catalogs_matches_exact_search(tmp_path):
     assert loaded.search(vecs[18], k=1).hits[0].item_id == "v18"
     loaded.add(["v18"], ["b"], vecs[[0]], [masks[0]])
     assert loaded.search(vecs[0], k=2).hits[0].item_id in ("v0", "v18") and len(loaded) == 399
+
+
+def test_vectorised_fit_equals_the_reference():
+    rng = np.random.default_rng(2)
+    new = silhouette_grid(ellipse_mask(90, 60, 30, 45, 25, 40))
+    olds, aspects = [], []
+    for i in range(12):
+        w, h = int(rng.integers(10, 80)), int(rng.integers(10, 80))
+        m = ellipse_mask(100, 100, 50, 50, w // 2 + 1, h // 2 + 1) if i % 2 else rect_mask(100, 100, 5, 5, 5 + w, 5 + h)
+        olds.append(silhouette_grid(m))
+        ys, xs = np.nonzero(m)
+        aspects.append((xs.max() - xs.min() + 1) / (ys.max() - ys.min() + 1))
+    from generation.ml.retrieval import uncovered_fractions
+
+    batch = uncovered_fractions(np.stack(olds), np.array(aspects), new, (51, 81))
+    ref = [uncovered_fraction(o, (a, 1.0), new, (51, 81)) for o, a in zip(olds, aspects)]
+    np.testing.assert_allclose(batch, ref, atol=1e-6)
