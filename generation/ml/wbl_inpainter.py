@@ -5,7 +5,11 @@ Two small convolutional generators, as in EdgeConnect (Nazeri et al., 2019):
 1. the **edge generator** predicts the edge map inside the hole from the masked grey image, the
    masked Canny edges and the mask;
 2. the **image generator** fills the hole from the masked RGB image, the completed edge map
-   (known edges outside the hole, predicted edges inside) and the mask.
+   (known edges outside the hole, predicted edges inside) and the mask. By default
+   (``prefill="telea"``) its RGB input has the hole pre-filled by OpenCV Telea and it predicts a
+   zero-initialised correction (output = prefill + correction), so even a briefly trained model
+   starts from the classical fill; ``prefill="none"`` is EdgeConnect's plain formulation
+   (white-filled hole, sigmoid output).
 
 Loss (the seed's weighted boundary loss): ``L_WBL = mean(W_mask * |E_gt - E_pred|)`` over the
 hole, where ``W_mask = 1 + boundary_alpha * exp(-(d - 1) / boundary_tau)`` and ``d`` is the
@@ -76,6 +80,7 @@ class WblConfig:
     dilate_range: tuple[int, int] = (1, 8)  # extra dilation (px) of the old silhouette
     protect_prob: float = 0.5  # hide the product from the input too (as with protect_mask)
     gt_edge_prob: float = 0.5  # feed ground-truth edges to the image generator (else predicted)
+    prefill: str = "telea"  # "telea": the image generator refines a cv2 Telea fill (residual); "none": white fill
     canny_low: int = 50
     canny_high: int = 150
     canny_blur: float = 1.0
@@ -111,9 +116,10 @@ class _ResBlock(nn.Module):
 
 class Generator(nn.Module):
     """EdgeConnect's generator shape, narrower: 7x7 conv, two stride-2 downs, dilated residual
-    blocks, two stride-2 ups, 7x7 conv; sigmoid output in [0, 1]. Input H, W must be multiples of 4."""
+    blocks, two stride-2 ups, 7x7 conv. Output: sigmoid in [0, 1], or (``residual=True``) a
+    zero-initialised correction in [-0.5, 0.5]. Input H, W must be multiples of 4."""
 
-    def __init__(self, in_ch: int, out_ch: int, width: int = 32, n_res: int = 4):
+    def __init__(self, in_ch: int, out_ch: int, width: int = 32, n_res: int = 4, residual: bool = False):
         super().__init__()
         w = width
         layers: list[nn.Module] = [
@@ -128,30 +134,53 @@ class Generator(nn.Module):
             nn.ReflectionPad2d(3), nn.Conv2d(w, out_ch, 7),
         ]
         self.net = nn.Sequential(*layers)
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
 
     def forward(self, x):
-        return torch.sigmoid(self.net(x))
+        y = self.net(x)
+        return 0.5 * torch.tanh(y) if self.residual else torch.sigmoid(y)
 
 
 class WblNetworks(nn.Module):
-    def __init__(self, width: int = 32, n_res: int = 4):
+    """Edge generator + image generator. With ``residual=True`` the image generator refines a
+    classical prefill of the hole (``config.prefill="telea"``): output = prefill + correction,
+    so an untrained model equals the classical fill and training can only learn to improve it."""
+
+    def __init__(self, width: int = 32, n_res: int = 4, residual: bool = False):
         super().__init__()
+        self.residual = residual
         self.edge = Generator(3, 1, width, n_res)  # grey_masked, edges_masked, mask
-        self.image = Generator(5, 3, width, n_res)  # rgb_masked (3), edges_completed, mask
+        self.image = Generator(5, 3, width, n_res, residual=residual)  # rgb_input (3), edges_completed, mask
 
     def predict_edges(self, grey, edges, mask):
         known = 1.0 - mask
         e = self.edge(torch.cat([grey * known + mask, edges * known, mask], 1))
         return e
 
-    def fill(self, rgb, edges_full, mask):
+    def fill(self, rgb, edges_full, mask, prefill=None):
+        if self.residual:
+            if prefill is None:
+                raise ValueError("this model refines a prefill: pass prefill (rgb with the hole pre-filled)")
+            return (prefill + self.image(torch.cat([prefill, edges_full, mask], 1))).clamp(0.0, 1.0)
         known = 1.0 - mask
         return self.image(torch.cat([rgb * known + mask, edges_full, mask], 1))
 
-    def forward(self, rgb, grey, edges, mask):
+    def forward(self, rgb, grey, edges, mask, prefill=None):
         e_pred = self.predict_edges(grey, edges, mask)
         e_full = edges * (1.0 - mask) + e_pred * mask
-        return e_pred, self.fill(rgb, e_full, mask)
+        return e_pred, self.fill(rgb, e_full, mask, prefill)
+
+
+def classical_prefill(rgb: np.ndarray, unknown: np.ndarray, method: str) -> np.ndarray | None:
+    """uint8 RGB with `unknown` filled by cv2 Telea (no unknown pixel is used as a source)."""
+    if method == "none":
+        return None
+    if method != "telea":
+        raise ValueError(f"unknown prefill {method!r}; use 'telea' or 'none'")
+    return cv2.inpaint(np.ascontiguousarray(rgb), unknown.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
 
 
 # --- masks, edges, weights -----------------------------------------------------------------------
@@ -252,9 +281,10 @@ def prepare_examples(images: Sequence[Any], masks: Sequence[Any] | None, cfg: Wb
 
 
 def sample_batch(examples, rng: np.random.Generator, cfg: WblConfig, batch_size: int):
-    """(rgb, grey, edges, input_mask, loss_weights) tensors, N x C x crop x crop, values in [0, 1]."""
+    """(rgb, grey, edges, input_mask, loss_weights, prefill or None) tensors, N x C x crop x crop,
+    values in [0, 1]."""
     c = cfg.crop
-    rgbs, edges, masks, weights = [], [], [], []
+    rgbs, edges, masks, weights, prefills = [], [], [], [], []
     for _ in range(batch_size):
         rgb, pm, e = examples[int(rng.integers(len(examples)))]
         hole = silhouette_gap_mask(pm, rng, cfg)
@@ -273,12 +303,16 @@ def sample_batch(examples, rng: np.random.Generator, cfg: WblConfig, batch_size:
         edges.append(np.ascontiguousarray(ed))
         masks.append(np.ascontiguousarray(unknown))
         weights.append(boundary_weights(hole_c, cfg.boundary_alpha, cfg.boundary_tau))
+        pre = classical_prefill(rgbs[-1], masks[-1], cfg.prefill)
+        if pre is not None:
+            prefills.append(pre)
     rgb_t = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
     grey_t = (0.299 * rgb_t[:, 0:1] + 0.587 * rgb_t[:, 1:2] + 0.114 * rgb_t[:, 2:3])
     edge_t = torch.from_numpy(np.stack(edges))[:, None].float()
     mask_t = torch.from_numpy(np.stack(masks))[:, None].float()
     w_t = torch.from_numpy(np.stack(weights))[:, None].float()
-    return rgb_t, grey_t, edge_t, mask_t, w_t
+    pre_t = torch.from_numpy(np.stack(prefills)).permute(0, 3, 1, 2).float() / 255.0 if prefills else None
+    return rgb_t, grey_t, edge_t, mask_t, w_t, pre_t
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -309,7 +343,7 @@ def train_wbl_inpainter(
     torch.manual_seed(cfg.seed)
     examples = prepare_examples(image_paths_or_arrays, masks, cfg)
 
-    nets = WblNetworks(cfg.width, cfg.n_res)
+    nets = WblNetworks(cfg.width, cfg.n_res, residual=cfg.prefill != "none")
     if init_from is not None:
         nets.load_state_dict(WblInpainter.load(init_from).nets.state_dict())
     nets.to(dev).train()
@@ -318,13 +352,14 @@ def train_wbl_inpainter(
     window: list[tuple[float, float, float]] = []
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
-        rgb, grey, edges, mask, w = (t.to(dev) for t in sample_batch(examples, rng, cfg, cfg.batch_size))
+        rgb, grey, edges, mask, w, pre = (None if t is None else t.to(dev)
+                                          for t in sample_batch(examples, rng, cfg, cfg.batch_size))
         e_pred = nets.predict_edges(grey, edges, mask)
         edge_loss = weighted_boundary_loss(edges, e_pred, w)
         use_gt = rng.random() < cfg.gt_edge_prob
         e_in = edges if use_gt else e_pred.detach()
         e_full = edges * (1 - mask) + e_in * mask
-        out = nets.fill(rgb, e_full, mask)
+        out = nets.fill(rgb, e_full, mask, pre)
         image_loss = weighted_boundary_loss(rgb, out, w)
         loss = edge_loss + cfg.image_weight * image_loss
         opt.zero_grad(set_to_none=True)
@@ -398,7 +433,7 @@ class WblInpainter:
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(f"{art} was saved by a newer format (v{meta['format_version']}); update the code")
         cfg = WblConfig.from_json(meta.get("config", {}))
-        nets = WblNetworks(cfg.width, cfg.n_res)
+        nets = WblNetworks(cfg.width, cfg.n_res, residual=cfg.prefill != "none")
         nets.load_state_dict(load_file(str(art / WEIGHTS_FILE)))
         return cls(nets, cfg, version=meta.get("version", art.name), device=device)
 
@@ -412,12 +447,16 @@ class WblInpainter:
         grey_t = 0.299 * rgb_t[:, 0:1] + 0.587 * rgb_t[:, 1:2] + 0.114 * rgb_t[:, 2:3]
         e_t = torch.from_numpy(edges)[None, None].float()
         m_t = torch.from_numpy(unknown.astype(np.float32))[None, None]
+        pre = classical_prefill(rgb, unknown, self.cfg.prefill)
+        pre_t = None if pre is None else torch.from_numpy(pre).permute(2, 0, 1)[None].float().div(255.0)
         if ph or pw:
             pad = (0, pw, 0, ph)
             rgb_t, grey_t, e_t = (F.pad(t, pad, mode="replicate") for t in (rgb_t, grey_t, e_t))
+            pre_t = None if pre_t is None else F.pad(pre_t, pad, mode="replicate")
             m_t = F.pad(m_t, pad, value=1.0)
         dev = self.device
-        e_pred, out = self.nets(rgb_t.to(dev), grey_t.to(dev), e_t.to(dev), m_t.to(dev))
+        e_pred, out = self.nets(rgb_t.to(dev), grey_t.to(dev), e_t.to(dev), m_t.to(dev),
+                                None if pre_t is None else pre_t.to(dev))
         out = out[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
         return out, e_pred[0, 0, :h, :w].float().cpu().numpy()
 

@@ -138,3 +138,25 @@ def test_env_var_names_the_artifact(trained, monkeypatch):
     assert wbl.wbl_inpainter_from_env() is None
     monkeypatch.setenv(wbl.WBL_ENV, str(out))
     assert wbl.wbl_inpainter_from_env("cpu").version == art.name
+
+
+def test_untrained_residual_model_starts_from_the_classical_fill():
+    cfg = wbl.WblConfig(width=8, n_res=1)
+    inp = wbl.WblInpainter(wbl.WblNetworks(8, 1, residual=True), cfg, device="cpu")
+    img, m = synthetic_photo(2)
+    hole = ring_around(m, 5)
+    res = inp.inpaint(img, hole, protect_mask=m)
+    telea = cv2.inpaint(img, ((hole | m) * 255).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    assert np.abs(res[hole].astype(int) - telea[hole]).max() <= 1
+
+
+def test_pure_edgeconnect_mode_trains_and_inpaints(tmp_path):
+    photos = [synthetic_photo(i) for i in range(2)]
+    cfg = wbl.WblConfig(output_dir=str(tmp_path), prefill="none", **{**TINY, "steps": 4, "log_every": 2})
+    art = wbl.train_wbl_inpainter([p[0] for p in photos], [p[1] for p in photos], cfg, None, "cpu")
+    inp = wbl.WblInpainter.load(art)
+    assert inp.cfg.prefill == "none" and not inp.nets.residual
+    img, m = synthetic_photo(3)
+    hole = ring_around(m, 3)
+    res = inp.inpaint(img, hole)
+    np.testing.assert_array_equal(res[~hole], img[~hole])
