@@ -52,6 +52,7 @@ __all__ = [
     "uncovered_fraction",
     "uncovered_fractions",
     "product_on_white",
+    "update_catalog_index",
 ]
 
 MASK_RES = 32
@@ -528,3 +529,45 @@ class CatalogIndex:
             for i in order
         ]
         return SearchResult(hits, notice, searched, time.perf_counter() - t0)
+
+
+def update_catalog_index(
+    folder: str | os.PathLike,
+    add: Iterable[CatalogPhoto] = (),
+    *,
+    remove: Iterable[str] = (),
+    encoder=None,
+    segmenter=None,
+    batch_size: int = 16,
+) -> tuple["CatalogIndex", list[str]]:
+    """Create or update the index stored in ``folder``: remove ids, add (or replace) photos, save.
+
+    Holds an exclusive lock on ``folder/.lock`` for the whole update, so concurrent workers
+    serialise instead of losing each other's changes. Returns the index and messages about
+    photos that were skipped (no product found).
+    """
+    import fcntl
+
+    if encoder is None:
+        from core.ml.embeddings import default_image_encoder
+
+        encoder = default_image_encoder()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (folder / "meta.json").is_file():
+                index = CatalogIndex.load(folder)
+                if index.encoder_name and index.encoder_name != getattr(encoder, "name", index.encoder_name):
+                    raise ValueError(
+                        f"the index in {folder} was built with {index.encoder_name!r}, not {encoder.name!r}; rebuild it"
+                    )
+            else:
+                index = CatalogIndex(dim=int(encoder.dim), encoder_name=str(encoder.name))
+            index.remove(list(remove))
+            skipped = index.add_photos(add, encoder=encoder, segmenter=segmenter, batch_size=batch_size)
+            index.save(folder)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return index, skipped

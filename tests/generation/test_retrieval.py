@@ -200,3 +200,22 @@ def test_vectorised_fit_equals_the_reference():
     batch = uncovered_fractions(np.stack(olds), np.array(aspects), new, (51, 81))
     ref = [uncovered_fraction(o, (a, 1.0), new, (51, 81)) for o, a in zip(olds, aspects)]
     np.testing.assert_allclose(batch, ref, atol=1e-6)
+
+
+def test_update_catalog_index_creates_adds_and_removes(tmp_path, real_index):
+    """The Celery-facing helper: create the folder index, add real photos (segmented and embedded
+    here), remove one, and reload what was saved."""
+    from generation.ml.retrieval import update_catalog_index
+
+    _, photos = real_index
+    enc = default_image_encoder()
+    folder = tmp_path / "catalog-index"
+    index, skipped = update_catalog_index(folder, photos[:1], encoder=enc)
+    assert skipped == [] and len(index) == 1
+    blank = CatalogPhoto("blank", "can", np.full((64, 64, 3), 250, np.uint8))
+    index, skipped = update_catalog_index(folder, [blank], encoder=enc)
+    assert len(skipped) == 1 and "blank" in skipped[0] and "no product found" in skipped[0]
+    loaded = CatalogIndex.load(folder)
+    assert loaded.ids == [photos[0].item_id] and loaded.encoder_name == enc.name
+    update_catalog_index(folder, remove=[photos[0].item_id], encoder=enc)
+    assert len(CatalogIndex.load(folder)) == 0
