@@ -90,3 +90,8 @@ def check_counts(project: Project) -> dict:
     return {"total": qs.count(), "passed": qs.filter(consistency_passed=True).count(),
             "failed": qs.filter(consistency_passed=False).count(),
             "unchecked": qs.filter(consistency_passed__isnull=True).count()}
+
+
+def failed_generations(project: Project, limit: int = 12):
+    return Generation.objects.filter(product__project=project, consistency_passed=False).select_related(
+        "product").order_by("-updated_at")[:limit]

@@ -5,6 +5,7 @@ from consistency import views
 app_name = "consistency"
 
 urlpatterns: list = [
+    path("consistency/", views.index, name="index"),
     path("consistency/g/<int:pk>/", views.generation_page, name="generation"),
     path("consistency/g/<int:pk>/check/", views.recheck, name="recheck"),
     path("consistency/g/<int:pk>/overlay/<str:which>.png", views.overlay, name="overlay"),

@@ -212,3 +212,11 @@ def check_all(request, slug):
     check_generations_task.delay(project.pk, ids)
     messages.info(request, "Consistency checks queued; results appear as the worker finishes them.")
     return redirect("consistency:calibration", slug=project.slug)
+
+
+@role_required(ML_ENGINEER, QA)
+def index(request):
+    """Projects with their check counts; failed generations to review (QA) and calibration (ML)."""
+    rows = [{"project": p, "counts": selectors.check_counts(p), "failed": selectors.failed_generations(p)}
+            for p in Project.objects.order_by("name")]
+    return render(request, "consistency/index.html", {"rows": rows, "can_calibrate": has_role(request.user, ML_ENGINEER)})
