@@ -430,9 +430,24 @@ class CopyPasteStagingBackend(GeneratorBackend):
             fit_weight=float(params.get("fit_weight", self.fit_weight)),
             exclude=params.get("exclude", ()),
         )
+        hits = list(result.hits)
+        notice = result.notice
+        if result.searched_categories != "all" and len(hits) < num_candidates + spare:
+            # too few photos in the category: fill up from the other categories, and say so
+            more = index.search(
+                qvec, k=num_candidates + spare - len(hits), query_mask=cut.mask,
+                fit_weight=float(params.get("fit_weight", self.fit_weight)),
+                exclude=[h.item_id for h in hits] + list(params.get("exclude", ())),
+            )
+            if more.hits and len(hits) < num_candidates:
+                notice = (
+                    f"only {len(hits)} catalog photo(s) in category {category!r}; "
+                    "the other candidates come from other categories"
+                )
+            hits += more.hits
         candidates: list[StagedCandidate] = []
         failures: list[str] = []
-        for rank, hit in enumerate(result.hits):
+        for rank, hit in enumerate(hits):
             if len(candidates) >= num_candidates:
                 break
             try:
@@ -469,7 +484,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
                     "retrieval_score": round(hit.score, 6),
                     "category": category,
                     "searched_categories": result.searched_categories,
-                    "notice": result.notice,
+                    "notice": notice,
                     "encoder": getattr(encoder, "name", ""),
                     "segmenter": cut.segmenter,
                 }

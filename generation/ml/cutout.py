@@ -125,7 +125,8 @@ class Cutout:
 
 
 def _clean_alpha(alpha: np.ndarray) -> np.ndarray:
-    """Drop specks: keep components of the 0.5 mask at least 5 % of the largest, and their soft rim."""
+    """Drop specks (keep components of the 0.5 mask at least 5 % of the largest, and their soft
+    rim) and make the product's interior opaque."""
     mask = alpha >= 0.5
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n > 2:
@@ -134,7 +135,11 @@ def _clean_alpha(alpha: np.ndarray) -> np.ndarray:
     else:
         keep = mask
     near = cv2.dilate(keep.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    return np.where(near, alpha, 0.0).astype(np.float32)
+    alpha = np.where(near, alpha, 0.0).astype(np.float32)
+    # a product is opaque: soft alpha only in a 2 px band at its boundary. (A segmenter may give
+    # 0.5-0.9 inside near-white parts of a product on white, which would make them see-through.)
+    inside = cv2.distanceTransform(keep.astype(np.uint8), cv2.DIST_L2, 3)
+    return np.where(inside > 2.0, 1.0, alpha).astype(np.float32)
 
 
 def cut_out_product(

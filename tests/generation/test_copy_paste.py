@@ -180,3 +180,11 @@ def test_paste_on_stage_baseline(juice):
     assert not PasteOnStageBackend().availability()[0]
     with pytest.raises(GenerationFailed, match="no stage images"):
         PasteOnStageBackend().generate(product, seed=0)
+
+
+def test_small_category_is_filled_up_from_other_categories(catalog, juice):
+    backend = CopyPasteStagingBackend(*catalog, size=SIZE)
+    out = backend.generate(ProductInput(juice[0], "bowl", mask=juice[1]), seed=0, num_candidates=2)
+    assert len(out) == 2
+    assert out[0].metadata["source_category"] == "bowl" and out[1].metadata["source_category"] == "can"
+    assert "only 1 catalog photo(s) in category 'bowl'" in out[0].metadata["notice"]

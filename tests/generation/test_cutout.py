@@ -111,3 +111,12 @@ def test_given_alpha_skips_segmentation_and_threshold_is_half():
     cut = cut_out_product(rgb, alpha=alpha)
     assert cut.box == (60, 60, 140, 140)
     assert cut.segmenter == "given"
+
+
+def test_product_interior_is_opaque_even_where_the_segmenter_is_unsure():
+    rgb = product("packages-milk-arla-standard-milk")
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[20:180, 60:140] = 0.6  # an unsure segmenter: "probably product" everywhere inside
+    cut = cut_out_product(rgb, alpha=alpha)
+    assert (cut.alpha[30:170, 70:130] == 1.0).all()  # no see-through carton
+    assert cut.alpha[20, 100] < 1.0  # the boundary keeps its soft value
