@@ -53,6 +53,7 @@ __all__ = [
     "StagedCandidate",
     "stage_on_scene",
     "paste_on_stage",
+    "load_index_cached",
     "CopyPasteStagingBackend",
     "PasteOnStageBackend",
 ]
@@ -354,6 +355,21 @@ def _product_cutout(product: ProductInput, segmenter) -> tuple[Cutout, float]:
 
 
 # ---------------------------------------------------------------------------- backends
+_INDEX_CACHE: dict[str, tuple[float, CatalogIndex]] = {}
+
+
+def load_index_cached(folder: str | os.PathLike) -> CatalogIndex:
+    """`CatalogIndex.load`, cached per process until the folder's meta.json changes (a worker
+    generating many requests loads a large index once)."""
+    key = str(Path(folder).resolve())
+    meta = Path(key) / "meta.json"
+    mtime = meta.stat().st_mtime_ns if meta.is_file() else -1
+    hit = _INDEX_CACHE.get(key)
+    if hit is None or hit[0] != mtime:
+        hit = (mtime, CatalogIndex.load(key))
+        _INDEX_CACHE[key] = hit
+    return hit[1]
+
 @register
 class CopyPasteStagingBackend(GeneratorBackend):
     """Retrieval-assisted copy-paste staging. Needs a `CatalogIndex` and a `CatalogSource`, given
@@ -373,7 +389,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
         size: int = 512,
         fit_weight: float = 0.5,
     ):
-        self.index = CatalogIndex.load(index) if isinstance(index, (str, os.PathLike)) else index
+        self.index = load_index_cached(index) if isinstance(index, (str, os.PathLike)) else index
         self.source = source
         self.encoder = encoder
         self.segmenter = segmenter
@@ -402,7 +418,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
         index = params.get("index", self.index)
         source = params.get("source", self.source)
         if isinstance(index, (str, os.PathLike)):
-            index = CatalogIndex.load(index)
+            index = load_index_cached(index)
         if index is None or len(index) == 0:
             raise EmptyCatalog("the catalog index is empty: add staged catalog photos before generating")
         if source is None:
