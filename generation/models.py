@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -66,3 +67,50 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backend} #{self.pk} for {self.product_id}"
+
+
+class GenerationJob(models.Model):
+    """One background generation request (a product, every product of a project, or a catalog index
+    build): the page polls it for progress and shows its log."""
+
+    class Kind(models.TextChoices):
+        PRODUCT = "product", "Generate for a product"
+        PROJECT = "project", "Generate for all products"
+        INDEX = "index", "Build the catalog index"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="generation_jobs")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.CASCADE, related_name="generation_jobs")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PRODUCT)
+    backends = models.JSONField(default=list, blank=True, help_text="backend names, in order")
+    options = models.JSONField(default=dict, blank=True, help_text="seed, num_candidates, params, with_parallax")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    progress = models.FloatField(default=0.0)
+    log = models.TextField(blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="created, reused, failed, products_done, ...")
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="how many times a worker started it")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="generation_job_progress_fraction"),
+            models.CheckConstraint(condition=~Q(kind="product") | Q(product__isnull=False), name="product_job_has_product"),
+        ]
+        indexes = [models.Index(fields=["project", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
