@@ -223,10 +223,11 @@ def _finish(scene_plate, prod_rgb, prod_alpha, box, *, colour_match: bool, shado
         region = np.zeros((h, w), bool)
         region[max(0, y0 - m) : min(h, y1 + m), max(0, x0 - m) : min(w, x1 + m)] = True
         region &= prod_alpha < 0.02
-        inside = prod_alpha > 0.0
         matched, gains = match_colour(prod_rgb[y0:y1, x0:x1], prod_alpha[y0:y1, x0:x1], scene_plate, region)
         prod_rgb = prod_rgb.copy()
-        prod_rgb[y0:y1, x0:x1] = np.where(inside[y0:y1, x0:x1, None], matched, 0)
+        # the whole box: outside the silhouette the cut-out holds the nearest product colour, so
+        # the feathered edge blends toward product colour, never toward black
+        prod_rgb[y0:y1, x0:x1] = matched
         meta["colour_match"] = gains
     shadow = contact_shadow(prod_alpha, opacity=shadow_opacity) if shadow_opacity > 0 else np.zeros_like(prod_alpha)
     soft = feather_alpha(prod_alpha, 0.6)
