@@ -26,7 +26,7 @@ from generation.models import Generation
 
 CLAIM_TTL = timedelta(minutes=10)
 UNDO_WINDOW = timedelta(minutes=30)
-MAX_EXCLUDE = 5
+MAX_EXCLUDE = 20
 MAX_TIME_SPENT_MS = 60 * 60 * 1000
 REASON_TAG_KEYS = [key for key, _ in REASON_TAGS]
 KINDS = (Assignment.Kind.PAIR, Assignment.Kind.IMAGE)

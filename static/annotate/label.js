@@ -25,6 +25,8 @@
   let answers = {};          // single-image answers
   let pending = Promise.resolve();  // label saves, in order
   let fetching = null;
+  const saving = new Set();     // assignment ids whose label is being saved
+  const submitted = new Set();  // assignment ids answered on this page (never shown again)
   let exhausted = false;
   let busy = false;          // an undo in flight: ignore keys
 
@@ -62,16 +64,26 @@
     return [current, ...upcoming].filter(Boolean).map((t) => t.assignment);
   }
 
-  // Claim one more item (excluding what is already on screen or queued) and preload its images.
-  function fetchNext() {
-    if (fetching || exhausted) return fetching || Promise.resolve();
-    // After the saves in flight: an item whose label is still being saved must not come back.
-    fetching = pending.then(() => api(root.dataset.nextUrl + "?exclude=" + onScreenIds().join(","))).then(async (res) => {
+  // Claim one more item and preload its images. Items on screen, queued, or whose label is being
+  // saved are excluded; an answer that raced with a save is dropped and asked again.
+  async function claimOne() {
+    for (let tries = 0; tries < 5; tries++) {
+      const exclude = onScreenIds().concat(Array.from(saving));
+      const res = await api(root.dataset.nextUrl + "?exclude=" + exclude.join(","));
       if (res.status === 204) { exhausted = true; return; }
       if (!res.ok) throw new Error((res.body && res.body.detail) || ("HTTP " + res.status));
+      const id = res.body.assignment;
+      if (submitted.has(id) || onScreenIds().includes(id)) { await pending; continue; }
       await preload(res.body);
-      if (!onScreenIds().includes(res.body.assignment)) upcoming.push(res.body);
-    }).catch((err) => setStatus("Could not load the next item: " + err.message, true))
+      if (!onScreenIds().includes(id) && !submitted.has(id)) upcoming.push(res.body);
+      return;
+    }
+  }
+
+  function fetchNext() {
+    if (fetching || exhausted) return fetching || Promise.resolve();
+    fetching = claimOne()
+      .catch((err) => setStatus("Could not load the next item: " + err.message, true))
       .finally(() => { fetching = null; });
     return fetching;
   }
@@ -114,6 +126,8 @@
   }
 
   function save(task, payload) {
+    saving.add(task.assignment);
+    submitted.add(task.assignment);
     const body = JSON.stringify(Object.assign({assignment: task.assignment}, payload));
     const attempt = async (tries) => {
       try {
@@ -124,16 +138,18 @@
         }
         const detail = (res.body && res.body.detail) || ("HTTP " + res.status);
         if (res.status >= 500 && tries > 0) return attempt(tries - 1);
+        submitted.delete(task.assignment);
         setStatus("Label for “" + task.product.title + "” not saved: " + detail, true);
       } catch (err) {  // network error: retry, the server keeps one label per item
         if (tries > 0) {
           await new Promise((r) => setTimeout(r, 500));
           return attempt(tries - 1);
         }
+        submitted.delete(task.assignment);
         setStatus("Label for “" + task.product.title + "” not saved (network): " + err.message, true);
       }
     };
-    pending = pending.then(() => attempt(3));
+    pending = pending.then(() => attempt(3)).finally(() => saving.delete(task.assignment));
     return pending;
   }
 
@@ -159,6 +175,7 @@
         return;
       }
       await preload(res.body);
+      submitted.delete(res.body.assignment);
       if (current) upcoming.unshift(current);
       upcoming = upcoming.filter((t) => t.assignment !== res.body.assignment);
       current = res.body;

@@ -14,6 +14,19 @@ CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(autouse=True)
+def _no_persistent_server_connections():
+    """The live server answers each request in a new thread: close its database connection after each
+    request (CONN_MAX_AGE=0), or the threads' open connections block dropping the PostgreSQL test database."""
+    from django.db import connections
+
+    db = connections.settings["default"]
+    old = db.get("CONN_MAX_AGE", 0)
+    db["CONN_MAX_AGE"] = 0
+    yield
+    db["CONN_MAX_AGE"] = old
+
+
 @pytest.fixture
 def page():
     if not Path(CHROMIUM).exists():
@@ -28,7 +41,15 @@ def page():
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.set_default_timeout(15_000)
+        if os.environ.get("ANNOTATE_BROWSER_DEBUG"):
+            page.on("console", lambda m: print("console:", m.text))
+            page.on("response", lambda r: print("response:", r.status, r.request.method, r.url))
         yield page
+        # ORM calls made while Playwright's loop runs get their own connection (asgiref's context-local
+        # storage): close it here, in that same context, so the test database can be dropped.
+        from django.db import connections
+
+        connections.close_all()
         browser.close()
         assert errors == [], errors
 
