@@ -2,6 +2,7 @@
 import io
 import json
 
+import cv2
 import numpy as np
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
@@ -53,9 +54,17 @@ def recheck(request, pk):
     return redirect("consistency:generation", pk=generation.pk)
 
 
-def _overlay_png(mask: np.ndarray, colour) -> bytes:
+def _overlay_png(mask: np.ndarray, colour, outline: bool = False) -> bytes:
+    """Semi-transparent fill, or (for the aligned original over the generated product) a solid
+    outline, so that a grown or shifted product shows as fill outside the outline."""
     rgba = np.zeros(mask.shape + (4,), np.uint8)
-    rgba[mask] = (*colour, 110)
+    if outline:
+        k = max(1, round(0.004 * max(mask.shape)))
+        m = mask.astype(np.uint8)
+        edge = (cv2.dilate(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
+        rgba[edge] = (*colour, 230)
+    else:
+        rgba[mask] = (*colour, 120)
     buf = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     return buf.getvalue()
@@ -82,7 +91,7 @@ def overlay(request, pk, which):
         mask = services.read_mask(name)
     except (ImageRejected, OSError):
         raise Http404("Mask unreadable")
-    response = HttpResponse(_overlay_png(mask, colour), content_type="image/png")
+    response = HttpResponse(_overlay_png(mask, colour, outline=(which == "original")), content_type="image/png")
     response["Cache-Control"] = "private, no-cache"
     return response
 

@@ -9,7 +9,7 @@
   var mask = document.getElementById("me-mask"), guide = document.getElementById("me-guide");
   var mctx = mask.getContext("2d"), gctx = guide.getContext("2d");
   var status = document.getElementById("me-status");
-  var COLOUR = "rgb(255, 0, 90)";
+  var COLOUR = "rgb(0, 220, 140)";
   var tool = "brush", drawing = false, last = null, poly = [], undo = [], dirty = false;
 
   function csrf() {
@@ -48,7 +48,7 @@
         var src = t.getImageData(0, 0, W, H), out = mctx.createImageData(W, H);
         for (var i = 0; i < src.data.length; i += 4) {
           var on = (src.data[i] + src.data[i + 1] + src.data[i + 2]) / 3 >= 128 && src.data[i + 3] >= 128;
-          out.data[i] = 255; out.data[i + 1] = 0; out.data[i + 2] = 90; out.data[i + 3] = on ? 255 : 0;
+          out.data[i] = 0; out.data[i + 1] = 220; out.data[i + 2] = 140; out.data[i + 3] = on ? 255 : 0;
         }
         mctx.putImageData(out, 0, 0);
         resolve(true);
