@@ -566,8 +566,7 @@ def _threshold_decisions(project: Project, rows: list[dict], statuses: list[str]
     """Flag decisions of the plain threshold rules (what serves when nothing is promoted)."""
     from consistency.ml import ConsistencyChecker
 
-    checker = ConsistencyChecker.__new__(ConsistencyChecker)  # only `reasons` is used: no models built
-    checker.thresholds = thresholds_for(project)
+    checker = ConsistencyChecker(thresholds=thresholds_for(project))  # only `reasons` is used (cheap)
     out = []
     for r, st in zip(rows, statuses):
         if st != "consistent" and st != "inconsistent":
