@@ -186,6 +186,7 @@ def check_context(project: Project, version: ModelVersion | None | str = "promot
         except Exception as exc:
             notes.append(f"calibrated model v{version.version} unreadable ({exc}); thresholds used")
         if calibrated is None:
+            notes.append(f"promoted v{version.version} has no usable calibration artifact; threshold rules used")
             version = None
     locator, box_segmenter, tier_note = _model_tier()
     if tier_note:
@@ -762,6 +763,12 @@ STALE_RUN_AFTER_S = 15 * 60
 
 
 def start_calibration_run(project: Project, user, promote: str = "auto") -> TrainingRun:
+    """A new queued run; refused (CalibrationError) while another one of the project is active."""
+    notice_stale_runs(project)
+    active = TrainingRun.objects.filter(project=project, kind=ModelVersion.Kind.CONSISTENCY,
+                                        state__in=[TrainingRun.State.QUEUED, TrainingRun.State.RUNNING]).first()
+    if active is not None:
+        raise CalibrationError(f"calibration run #{active.pk} is still {active.state}; wait for it to finish")
     return TrainingRun.objects.create(project=project, kind=ModelVersion.Kind.CONSISTENCY, started_by=user,
                                       params={"promote": promote})
 

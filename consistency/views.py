@@ -179,11 +179,18 @@ def calibrate(request, slug):
     promote = request.POST.get("promote", "auto")
     if promote not in ("auto", "always", "never"):
         promote = "auto"
-    run = services.start_calibration_run(project, request.user, promote=promote)
+    wants_json = request.headers.get("accept", "").startswith("application/json")
+    try:
+        run = services.start_calibration_run(project, request.user, promote=promote)
+    except services.CalibrationError as exc:
+        if wants_json:
+            return JsonResponse({"error": str(exc)}, status=409)
+        messages.error(request, str(exc))
+        return redirect("consistency:calibration", slug=project.slug)
     result = calibrate_consistency_task.delay(run.pk)
     TrainingRun.objects.filter(pk=run.pk, celery_task_id="").update(celery_task_id=result.id or "")
     status_url = reverse("consistency:run_status", args=[project.slug, run.pk])
-    if request.headers.get("accept", "").startswith("application/json"):
+    if wants_json:
         return JsonResponse({"run": run.pk, "status_url": status_url}, status=202)
     messages.info(request, f"Calibration run #{run.pk} queued.")
     return redirect("consistency:calibration", slug=project.slug)

@@ -34,7 +34,10 @@
         method: "POST", credentials: "same-origin", body: new FormData(form),
         headers: { "Accept": "application/json", "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value }
       }).then(function (r) { return r.json(); })
-        .then(function (data) { show({ id: data.run, state: "queued", progress: 0, log: "" }); poll(data.status_url); })
+        .then(function (data) {
+          if (data.error) { alert(data.error); return; }
+          show({ id: data.run, state: "queued", progress: 0, log: "" }); poll(data.status_url);
+        })
         .catch(function (e) { alert("Could not start the calibration: " + e); })
         .finally(function () { btn.disabled = false; });
     });
