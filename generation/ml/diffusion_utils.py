@@ -60,7 +60,10 @@ def load_image_param(value: Any, what: str) -> np.ndarray:
     if isinstance(value, (str, os.PathLike)):
         from core.ml.images import load_rgb
 
-        return load_rgb(Path(value))
+        try:
+            return load_rgb(Path(value))
+        except (OSError, ValueError) as exc:
+            raise GenerationFailed(f"{what}: cannot read {value}: {exc}")
     return as_rgb(value, what)
 
 

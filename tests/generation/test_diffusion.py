@@ -132,6 +132,8 @@ def test_reference_diffusion_uses_reference_and_keeps_product(sd_dir):
     product = product_on_white()
     with pytest.raises(GenerationFailed, match="reference_image"):
         backend.generate(product, seed=0, **FAST)
+    with pytest.raises(GenerationFailed, match="reference image"):
+        backend.generate(product, seed=0, reference_image="/nonexistent/ref.jpg", **FAST)
     ref = SAMPLE / "stages" / "1.jpg"
     a = backend.generate(product, seed=3, reference_image=str(ref), strength=0.6, **FAST)[0]
     assert a.image.shape == product.image.shape
