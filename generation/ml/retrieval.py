@@ -334,6 +334,7 @@ class CatalogIndex:
 
     def add_photos(self, photos: Iterable[CatalogPhoto], *, encoder, segmenter=None, batch_size: int = 16) -> list[str]:
         """Segment (unless an alpha is given) and embed staged catalog photos, then add them.
+        Each photo's ``alpha`` is set to the mask used (store it for the `CatalogSource`).
         Returns messages for photos skipped because no product was found."""
         from core.ml.segmentation import segment_product
 
@@ -349,7 +350,10 @@ class CatalogIndex:
             batch.clear()
 
         for photo in photos:
-            alpha = photo.alpha if photo.alpha is not None else segment_product(photo.rgb, segmenter=segmenter).alpha
+            if photo.alpha is None:
+                # kept on the photo: the caller stores it for its CatalogSource (scene + alpha)
+                photo.alpha = segment_product(photo.rgb, segmenter=segmenter).alpha
+            alpha = photo.alpha
             if (alpha >= 0.5).sum() < 16:
                 skipped.append(f"{photo.item_id}: no product found in the photo; not indexed")
                 continue

@@ -210,8 +210,11 @@ def test_update_catalog_index_creates_adds_and_removes(tmp_path, real_index):
     _, photos = real_index
     enc = default_image_encoder()
     folder = tmp_path / "catalog-index"
-    index, skipped = update_catalog_index(folder, photos[:1], encoder=enc)
+    fresh = CatalogPhoto(photos[0].item_id, photos[0].category, photos[0].rgb)
+    index, skipped = update_catalog_index(folder, [fresh], encoder=enc)
     assert skipped == [] and len(index) == 1
+    # the mask used is left on the photo, for the caller's CatalogSource
+    assert fresh.alpha is not None and fresh.alpha.shape == fresh.rgb.shape[:2] and (fresh.alpha >= 0.5).any()
     blank = CatalogPhoto("blank", "can", np.full((64, 64, 3), 250, np.uint8))
     index, skipped = update_catalog_index(folder, [blank], encoder=enc)
     assert len(skipped) == 1 and "blank" in skipped[0] and "no product found" in skipped[0]
