@@ -724,7 +724,9 @@ def calibrate(project: Project, user=None, *, promote: str = "auto", progress: P
             notes=f"calibrated on {len(tr)} labelled generations; held-out {len(te)}")
         if promote == "always" or (promote == "auto" and better):
             promote_version(mv, user)
-            say(f"v{version} promoted ({'override' if promote == 'always' else 'better than ' + baseline_name})")
+            why = "override" if promote == "always" else (
+                f"held-out F1 {held_metrics['f1']:.2f} vs {baseline['f1']:.2f} for {baseline_name}")
+            say(f"v{version} promoted ({why})")
         else:
             say(f"v{version} kept as a candidate (not better than {baseline_name} on the held-out set)")
     step(100, 100)
@@ -798,13 +800,18 @@ def notice_stale_runs(project: Project) -> int:
     n = 0
     now = timezone.now()
     for run in TrainingRun.objects.filter(project=project, kind=ModelVersion.Kind.CONSISTENCY,
-                                          state=TrainingRun.State.RUNNING):
+                                          state__in=[TrainingRun.State.RUNNING, TrainingRun.State.QUEUED]):
         beat = run.params.get("heartbeat_at")
         last = datetime.fromisoformat(beat) if beat else (run.started_at or run.created_at)
-        if (now - last).total_seconds() > STALE_RUN_AFTER_S:
+        if (now - last).total_seconds() <= STALE_RUN_AFTER_S:
+            continue
+        if run.state == TrainingRun.State.RUNNING:
             fail_run(run, f"no progress for {STALE_RUN_AFTER_S // 60} minutes: the worker stopped; "
                           "the promoted version keeps serving")
-            n += 1
+        else:
+            fail_run(run, f"not picked up by a worker within {STALE_RUN_AFTER_S // 60} minutes: "
+                          "is the Celery worker running? Start a new calibration.")
+        n += 1
     return n
 
 

@@ -126,5 +126,13 @@ def test_a_run_whose_worker_died_is_failed_and_the_promoted_version_keeps_servin
     assert services.notice_stale_runs(demo_project) == 1
     stale.refresh_from_db()
     assert stale.state == "failed" and "worker stopped" in stale.log
+    # a message no worker ever took: noticed too, so it does not block new runs forever
+    lost = services.start_calibration_run(demo_project, ml_engineer)
+    with pytest.raises(services.CalibrationError, match="still queued"):
+        services.start_calibration_run(demo_project, ml_engineer)  # queued and recent: refused
+    TrainingRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.start_calibration_run(demo_project, ml_engineer).state == "queued"
+    lost.refresh_from_db()
+    assert lost.state == "failed" and "not picked up by a worker" in lost.log
     serving.refresh_from_db()
     assert serving.status == "promoted"
