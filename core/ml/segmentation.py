@@ -164,9 +164,10 @@ def locate_u2net_onnx() -> str:
 class U2NetSegmenter:
     """Salient-object segmentation with U2-Net / U2-Net-p ONNX, preprocessed exactly as rembg does."""
 
-    def __init__(self, onnx_path: str | None = None, threads: int = 1):
+    def __init__(self, onnx_path: str | None = None, threads: int = 1, min_peak: float = 0.05):
         import onnxruntime as ort
 
+        self.min_peak = min_peak  # raw saliency peak under this = nothing salient (blank image)
         self.onnx_path = onnx_path or locate_u2net_onnx()
         if not Path(self.onnx_path).is_file():
             raise SegmentationModelNotFound(f"U2-Net ONNX file not found: {self.onnx_path}")
@@ -202,6 +203,8 @@ class U2NetSegmenter:
 
     def segment(self, rgb: np.ndarray) -> Segmentation:
         alpha, peak = self.predict_with_peak(rgb)
+        if peak < self.min_peak:
+            return Segmentation(np.zeros_like(alpha), source=self.name, score=peak, notes=["nothing salient"])
         return Segmentation(alpha, source=self.name, score=peak)
 
 
