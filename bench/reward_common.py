@@ -31,12 +31,21 @@ def peak_rss_mb() -> float:
 
 
 class Timer:
+    """Wall-clock seconds and process CPU seconds (all threads) of a block."""
+
     def __enter__(self):
         self.t0 = time.perf_counter()
+        self.c0 = time.process_time()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+        self.cpu_seconds = time.process_time() - self.c0
+
+
+def load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
 def set_threads(n: int | None):

@@ -19,7 +19,7 @@ import importlib.metadata
 
 import numpy as np
 
-from reward_common import Timer, data_root, manifest, set_threads
+from reward_common import Timer, data_root, load_note, manifest, set_threads
 
 
 class FidInception:
@@ -53,6 +53,8 @@ class FidInception:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--max-queries", type=int, default=None, help="use every k-th in-store photo to keep at most this many")
+    ap.add_argument("--skip", default="", help="comma-separated: lite2,inception")
     args = ap.parse_args()
     threads = set_threads(args.threads)
     from sklearn.metrics import roc_auc_score
@@ -64,12 +66,17 @@ def main():
     man = manifest(root)
     gallery = {m["file"].split("/")[-1].rsplit(".", 1)[0]: load_rgb(root / m["file"]) for m in man if m["kind"] == "product_plain"}
     queries = [(m["product"], load_rgb(root / m["file"])) for m in man if m["kind"] == "product_in_store" and m["product"] in gallery]
+    if args.max_queries and len(queries) > args.max_queries:
+        step = -(-len(queries) // args.max_queries)
+        queries = queries[::step]
     names = sorted(gallery)
     print(f"data: {root}; {len(queries)} in-store queries, {len(names)} catalogue products; torch threads {threads}")
 
     encoders = [("EfficientNet-Lite0 @224", lambda: EfficientNetLiteEncoder("lite0"))]
-    encoders.append(("EfficientNet-Lite2 @260", lambda: EfficientNetLiteEncoder("lite2")))
-    encoders.append(("FID Inception-V3 @299", FidInception))
+    if "lite2" not in args.skip:
+        encoders.append(("EfficientNet-Lite2 @260", lambda: EfficientNetLiteEncoder("lite2")))
+    if "inception" not in args.skip:
+        encoders.append(("FID Inception-V3 @299", FidInception))
     for label, make in encoders:
         try:
             enc = make()
@@ -89,7 +96,9 @@ def main():
         auc = roc_auc_score(same.ravel(), sims.ravel())
         print(f"{label:26s} recall@1 {np.mean(ranks == 0):.3f}  recall@5 {np.mean(ranks < 5):.3f}  "
               f"MRR {np.mean(1 / (ranks + 1)):.3f}  same-vs-different AUC {auc:.3f}  "
-              f"{1000 * t.seconds / len(queries):.0f} ms/image (batch 16)", flush=True)
+              f"{1000 * t.seconds / len(queries):.0f} ms/image wall, {1000 * t.cpu_seconds / len(queries):.0f} CPU-ms/image "
+              f"(batch 16)", flush=True)
+    print(load_note())
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seeds", type=int, default=3, help="training seeds averaged per size")
+    ap.add_argument("--sizes", default=None, help="comma-separated training sizes (pairs), e.g. 100,300,600")
+    ap.add_argument("--val", type=int, default=None, help="held-out pairs")
     args = ap.parse_args()
     threads = set_threads(args.threads)
 
@@ -47,7 +49,11 @@ def main():
     from rewardmodel.ml.data import image_key
 
     sizes = [100, 300, 1000] if args.quick else [100, 300, 1000, 3000]
-    n_val_target = 400 if args.quick else 600
+    n_val_target = 300 if args.quick else 600
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
+    if args.val:
+        n_val_target = args.val
     # 80/20 product split, so build enough pairs for the largest training size + validation
     n_total = int((max(sizes) + n_val_target) * 1.05)
     root = data_root()

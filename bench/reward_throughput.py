@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from reward_common import Timer, data_root, manifest, peak_rss_mb, set_threads
+from reward_common import Timer, data_root, load_note, manifest, peak_rss_mb, set_threads
 
 
 def main():
@@ -49,13 +49,14 @@ def main():
             with Timer() as t:
                 scores = scorer.score_batch(origs, gens, batch_size=bs)
             assert np.isfinite(scores).all()
-            print(f"input {size} px, batch {bs:2d}: {n / t.seconds:5.1f} generated images/s "
-                  f"({1000 * t.seconds / n:.0f} ms each, incl. 8 originals)", flush=True)
+            print(f"input {size} px, batch {bs:2d}: {n / t.seconds:5.1f} generated images/s wall "
+                  f"({1000 * t.seconds / n:.0f} ms each, incl. 8 originals); {1000 * t.cpu_seconds / n:.0f} CPU-ms each "
+                  f"= {n / max(t.cpu_seconds, 1e-9) * threads:.1f} img/s if {threads} cores were free", flush=True)
         with Timer() as t:
             scorer.score(origs[0], gens[0])
         print(f"input {size} px, single score() call: {1000 * t.seconds:.0f} ms")
     print(f"peak RSS: {peak_rss_mb():.0f} MB (process with torch imported and two encoders loaded; "
-          f"{rss0:.0f} MB before imports)")
+          f"{rss0:.0f} MB before imports); {load_note()}")
 
 
 if __name__ == "__main__":
