@@ -12,6 +12,8 @@ DATA_DIR=${STAGECRAFT_DATA_DIR:-var}
 $PY manage.py migrate --no-input -v0
 $PY manage.py collectstatic --no-input -v0
 $PY manage.py seed_demo
+echo "Indexing the demo catalog for copy-paste staging (about a minute the first time)..."
+$PY manage.py build_catalog_index --project Demo
 if $PY manage.py help make_demo_tasks >/dev/null 2>&1; then
   $PY manage.py make_demo_tasks
 fi
