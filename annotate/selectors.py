@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import combinations
 
-from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -187,9 +186,3 @@ def bar_chart_svg(rows: list[tuple[str, float | None]], *, title: str, unit: str
         parts.append(f'<text x="{label_w + w + 6}" y="{y + 13}" font-size="12">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def annotators_in(project: Project):
-    ids = set(PairwiseLabel.objects.filter(task__project=project).values_list("annotator_id", flat=True))
-    ids |= set(ImageLabel.objects.filter(task__project=project).values_list("annotator_id", flat=True))
-    return get_user_model().objects.filter(pk__in=ids).annotate(n=Count("id"))

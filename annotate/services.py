@@ -279,14 +279,6 @@ def undo_last_label(user, project: Project, kind: str) -> Assignment:
     return assignment
 
 
-def release_expired_claims(now=None) -> int:
-    """Housekeeping only: expired claims are already claimable; this clears them for the counts."""
-    now = now or timezone.now()
-    return Assignment.objects.filter(done_at__isnull=True, expires_at__lte=now, slot__isnull=False).update(
-        annotator=None, claimed_at=None, expires_at=None
-    )
-
-
 # --- building queues ------------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@ import base64
 import json
 from datetime import timedelta
 
-import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone

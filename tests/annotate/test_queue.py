@@ -52,7 +52,6 @@ def test_reload_returns_the_claim_held_and_exclude_gives_the_next(queued_project
 
 
 def test_queue_is_served_in_priority_order(queued_project, annotator):
-    ComparisonTask.objects.filter(project=queued_project)
     top = Assignment.objects.filter(kind=PAIR).order_by("-priority").first()
     assert next_assignment(annotator, queued_project, PAIR).pk == top.pk
 

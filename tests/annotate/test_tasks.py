@@ -4,7 +4,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotate import services
-from annotate.models import Assignment, ComparisonTask, ImageTask, PairwiseLabel
+from annotate.models import Assignment, ComparisonTask, ImageTask
 from core.models import ModelVersion
 from generation.models import Generation
 
