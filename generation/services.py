@@ -274,22 +274,50 @@ def build_catalog_index(project: Project, progress: Progress | None = None, *, s
     index = CatalogIndex(dim=int(encoder.dim), encoder_name=str(encoder.name))
     index.add(ids, cats, np.stack(vecs), masks)
     folder = catalog_index_dir(project)
-    index.save(folder)
     report.indexed = len(index)
     report.categories = index.category_counts()
-    report.seconds = time.perf_counter() - t0
     report.path = str(folder)
-    info = report.as_dict() | {"built_at": timezone.now().isoformat(), "encoder": encoder.name}
-    (folder / "build-report.json").write_text(json.dumps(info, indent=1))
+    with _index_lock(folder, exclusive=True):  # readers never see a mix of two builds' files
+        index.save(folder)
+        report.seconds = time.perf_counter() - t0
+        info = report.as_dict() | {"built_at": timezone.now().isoformat(), "encoder": encoder.name}
+        (folder / "build-report.json").write_text(json.dumps(info, indent=1))
     progress(1.0, report.summary())
     return report
 
 
-def load_catalog_index(project: Project):
-    """The project's saved index; raises `EmptyCatalog` (a `GenerationFailed`) when none was built."""
-    from generation.ml.retrieval import CatalogIndex
+class _index_lock:
+    """flock on ``<index folder>/.lock`` (the same file `retrieval.update_catalog_index` locks)."""
 
-    return CatalogIndex.load(catalog_index_dir(project))
+    def __init__(self, folder: Path, exclusive: bool):
+        self.folder, self.exclusive = Path(folder), exclusive
+
+    def __enter__(self):
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.folder / ".lock", "a")
+        fcntl.flock(self.fh, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def load_catalog_index(project: Project):
+    """The project's saved index (cached per process until it is rebuilt); raises `EmptyCatalog`
+    (a `GenerationFailed`) when none was built."""
+    from generation.ml.copy_paste import load_index_cached
+    from generation.ml.retrieval import EmptyCatalog
+
+    folder = catalog_index_dir(project)
+    if not (folder / "meta.json").is_file():
+        raise EmptyCatalog(f"no catalog index for project {project.name!r}: build the catalog index first")
+    with _index_lock(folder, exclusive=False):
+        return load_index_cached(folder)
 
 
 # ---------------------------------------------------------------------------- backends
@@ -329,9 +357,11 @@ def backend_availability(project: Project) -> list[dict]:
     return out
 
 
-def _extra_backend_params(name: str, project: Project, params: dict) -> dict:
+def _extra_backend_params(name: str, project: Project, params: dict, progress: Progress | None = None) -> dict:
     """Params the backend needs as objects, derived from JSON params (not part of the hash)."""
     extra: dict[str, Any] = {}
+    if name in ("category-diffusion", "reference-diffusion") and progress is not None:
+        extra["progress_callback"] = lambda fraction, message: progress(0.1 + 0.5 * fraction, message)
     if name == "reference-diffusion" and "reference_catalog_id" in params and "reference_image" not in params:
         try:
             ref = CatalogImage.objects.get(pk=int(params["reference_catalog_id"]), project=project)
@@ -447,7 +477,7 @@ def generate_for_product(
     progress(0.1, f"{cls.name}: generating {num_candidates} candidates")
     t = time.perf_counter()
     candidates = backend.generate(product_input, seed=seed, num_candidates=num_candidates,
-                                  **params, **_extra_backend_params(cls.name, product.project, params))
+                                  **params, **_extra_backend_params(cls.name, product.project, params, progress))
     gen_s = time.perf_counter() - t
     if len(candidates) < num_candidates:
         raise GenerationFailed(f"{cls.name} returned {len(candidates)} candidates, {num_candidates} were asked for")

@@ -133,6 +133,8 @@ def test_empty_catalog_fails_index_and_generation_jobs_clearly(demo_project):
 
 
 def test_project_job_generates_for_every_product_with_progress(demo_project):
+    keep = list(demo_project.products.order_by("id").values_list("pk", flat=True)[:3])
+    demo_project.products.exclude(pk__in=keep).delete()
     job = services.create_generation_job(demo_project, backends=["paste-on-stage"], num_candidates=1,
                                          with_parallax=False, params=SMALL)
     job = services.run_generation_job(job.pk)
@@ -154,10 +156,12 @@ def test_commands_build_generate_and_train_inpainter(demo_project, capsys):
     _keep_catalog(demo_project, "can", 2)
     call_command("build_catalog_index", "--project", demo_project.name)
     assert "indexed 2 staged catalog photos" in capsys.readouterr().out
+    assert CatalogIndex.load(services.catalog_index_dir(demo_project)).category_counts() == {"can": 2}
     product = _product(demo_project, "milk")
-    call_command("generate", "--project", demo_project.slug, "--product", str(product.pk), "--backend", "copy-paste",
-                 "--seed", "3", "--candidates", "2", "--params", json.dumps(SMALL), "--no-parallax")
-    assert Generation.objects.filter(product=product, seed=3, backend="copy-paste").count() == 2
+    call_command("generate", "--project", demo_project.slug, "--product", str(product.pk), "--backend",
+                 "paste-on-stage", "--seed", "3", "--candidates", "2", "--params", json.dumps(SMALL), "--no-parallax")
+    assert Generation.objects.filter(product=product, seed=3, backend="paste-on-stage").count() == 2
+    assert "2 new, 0 reused" in capsys.readouterr().out
     call_command("train_inpainter", "--project", demo_project.name, "--steps", "2", "--size", "64")
     mv = ModelVersion.objects.get(project=demo_project, kind="inpainter")
     assert mv.version == 1 and (Path(mv.artifact_path) / "wbl_inpainter.safetensors").is_file()

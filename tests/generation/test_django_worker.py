@@ -1,8 +1,9 @@
-"""The production path: a real Celery worker runs a generation job end to end (Redis + PostgreSQL in CI)."""
+"""The production path: a real Celery worker runs a generation job end to end (Redis + PostgreSQL in CI):
+product cut-out, staging, parallax video, files in storage, rows and job state in the database."""
 import os
 
 import pytest
-from django.conf import settings
+from django.core.files.storage import default_storage
 
 from core.models import CatalogImage, Product
 from generation import services
@@ -13,8 +14,8 @@ from tests.conftest import wait_for
 
 @pytest.fixture
 def shared_data_dir(monkeypatch, tmp_path_factory, settings):
-    """The worker process reads the catalog index from its STAGECRAFT_ARTIFACT_DIR (DATA_DIR/artifacts):
-    point both processes at one temporary folder, keeping the broker folder the test sends to."""
+    """The worker reads artifacts from its DATA_DIR/artifacts: point it (and this process) at a temporary
+    folder, never a developer's var/, keeping the broker folder this process sends to."""
     data = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("STAGECRAFT_DATA_DIR", str(data))
     opts = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
@@ -26,13 +27,10 @@ def shared_data_dir(monkeypatch, tmp_path_factory, settings):
 
 
 @pytest.mark.worker
-def test_worker_runs_a_copy_paste_job_end_to_end(shared_data_dir, celery_worker_process, demo_project):
-    keep = list(CatalogImage.objects.filter(project=demo_project, kind="staged", category="vase")
-                .values_list("pk", flat=True)[:2])
-    CatalogImage.objects.filter(project=demo_project, kind="staged").exclude(pk__in=keep).delete()
-    services.build_catalog_index(demo_project)
+def test_worker_runs_a_generation_job_end_to_end(shared_data_dir, celery_worker_process, demo_project):
     product = Product.objects.filter(project=demo_project, title__icontains="yoghurt").get()
-    job = services.create_generation_job(demo_project, product=product, backends=["copy-paste"], num_candidates=2,
+    stages = set(CatalogImage.objects.filter(project=demo_project, kind="stage").values_list("pk", flat=True))
+    job = services.create_generation_job(demo_project, product=product, backends=["paste-on-stage"], num_candidates=2,
                                          params={"size": 256}, parallax_size=128)
     generate_for_product_task.apply_async(args=[job.pk], queue=celery_worker_process["queue"])
 
@@ -42,8 +40,8 @@ def test_worker_runs_a_copy_paste_job_end_to_end(shared_data_dir, celery_worker_
 
     wait_for(finished, timeout=240, message=f"job finished (worker log: {celery_worker_process['log']})")
     assert job.state == "succeeded", job.log
-    gens = Generation.objects.filter(product=product, backend="copy-paste").order_by("candidate_index")
-    assert [g.candidate_index for g in gens] == [0, 1] and job.counts["created"] == 2
-    assert all(g.retrieval_source_id in keep for g in gens)
-    assert gens[0].metadata["parallax"]["mp4"].endswith(".mp4")
-    assert GenerationJob.objects.get(pk=job.pk).progress == 1.0
+    assert job.progress == 1.0 and job.counts["created"] == 2 and job.attempts == 1
+    gens = Generation.objects.filter(product=product, backend="paste-on-stage").order_by("candidate_index")
+    assert [g.candidate_index for g in gens] == [0, 1] and all(g.retrieval_source_id in stages for g in gens)
+    video = gens[0].metadata["parallax"]
+    assert video["frames"] == 72 and default_storage.exists(video["mp4"]) and default_storage.exists(video["webp"])
