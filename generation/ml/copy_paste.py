@@ -329,10 +329,10 @@ def paste_on_stage(
     pw, ph = cx1 - cx0, cy1 - cy0
     nh = round(height_fraction * h)
     nw = round(pw * nh / ph)
-    _check_fits(nw, nh, h, w, "stage")
-    if nw > 0.9 * w:
+    if nw > 0.9 * w and nh <= h:  # a wide product on a narrow stage: fit 90 % of the width
         nw = int(0.9 * w)
         nh = max(1, round(ph * nw / pw))
+    _check_fits(nw, nh, h, w, "stage")
     x0 = int(round(x_centre * w - nw / 2))
     x0 = min(max(x0, 0), w - nw)
     y1 = int(round(ground * h))

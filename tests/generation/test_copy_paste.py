@@ -188,3 +188,15 @@ def test_small_category_is_filled_up_from_other_categories(catalog, juice):
     assert len(out) == 2
     assert out[0].metadata["source_category"] == "bowl" and out[1].metadata["source_category"] == "can"
     assert "only 1 catalog photo(s) in category 'bowl'" in out[0].metadata["notice"]
+
+
+def test_wide_product_on_a_narrow_stage_is_shrunk_to_fit(juice):
+    from generation.ml.copy_paste import paste_on_stage
+    from generation.ml.cutout import cut_out_product
+
+    rgb = load_rgb(SAMPLE / "products" / "vegetables-aubergine.jpg")  # wide
+    cut = cut_out_product(rgb, alpha=segment_product(rgb).alpha)
+    portrait = small(SAMPLE / "stages" / "9.jpg", 256)[:, :110]  # a narrow stage
+    layers, meta = paste_on_stage(cut, portrait, size=256)
+    x0, y0, x1, y1 = meta["placement_box"]
+    assert x1 - x0 <= 0.9 * meta["scene_size"][0] + 1 and y1 - y0 < 0.42 * 256
