@@ -8,12 +8,22 @@ from .checker import (
     ConsistencyThresholds,
     build_checker,
     check_consistency,
+    fast_checker,
     checker_from_env,
 )
-from .locate import GroundingDinoLocator, Located, SalientBoxSegmenter, SalientLocator, SamBoxSegmenter
+from .locate import (
+    GroundingDinoLocator,
+    Located,
+    OriginalPriorRefiner,
+    SalientBoxSegmenter,
+    SalientLocator,
+    SamBoxSegmenter,
+    TemplateLocator,
+)
 
 __all__ = [
     "GROUNDING_ENV_VAR", "METRIC_NAMES", "SAM_ENV_VAR", "ConsistencyChecker", "ConsistencyResult",
     "ConsistencyThresholds", "build_checker", "check_consistency", "checker_from_env", "GroundingDinoLocator",
-    "Located", "SalientBoxSegmenter", "SalientLocator", "SamBoxSegmenter",
+    "Located", "OriginalPriorRefiner", "SalientBoxSegmenter", "SalientLocator", "SamBoxSegmenter",
+    "TemplateLocator", "fast_checker",
 ]

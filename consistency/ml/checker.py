@@ -37,6 +37,7 @@ from .locate import (
     ProductLocator,
     SalientLocator,
     SamBoxSegmenter,
+    TemplateLocator,
 )
 
 GROUNDING_ENV_VAR = "STAGECRAFT_GROUNDING_MODEL"
@@ -196,8 +197,14 @@ class ConsistencyChecker:
                 "segmenter": getattr(self.box_segmenter, "name", "locator-mask"),
                 "refiner": getattr(self.prior_refiner, "name", None)}
 
-    def _find(self, rgb: np.ndarray, category: str | None, expected_box: Box | None) -> tuple[Located | None, np.ndarray | None]:
-        located = self.locator.locate(rgb, category, expected_box)
+    def _find(self, rgb: np.ndarray, category: str | None, expected_box: Box | None,
+              reference: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Located | None, np.ndarray | None]:
+        if getattr(self.locator, "uses_reference", False):
+            if reference is None:  # a reference-based locator cannot find the original itself
+                return None, None
+            located = self.locator.locate(rgb, category, expected_box, reference=reference)
+        else:
+            located = self.locator.locate(rgb, category, expected_box)
         if located is None:
             return None, None
         if self.box_segmenter is not None:
@@ -263,7 +270,7 @@ class ConsistencyChecker:
         box_o = mask_bbox(m_orig)
 
         # 2. the generated product, searched near where the original is
-        located_g, m_gen = self._find(gen, category, box_o)
+        located_g, m_gen = self._find(gen, category, box_o, reference=(orig, m_orig))
         area_o = float(m_orig.sum())
         if self.prior_refiner is not None and m_gen is not None and m_gen.sum() >= th.min_presence * area_o:
             m_gen = self.prior_refiner.refine(orig, m_orig, gen, m_gen)
@@ -327,6 +334,12 @@ class ConsistencyChecker:
 
 
 # --------------------------------------------------------------------------- factories
+def fast_checker(thresholds: ConsistencyThresholds | None = None, **kwargs) -> ConsistencyChecker:
+    """Classical tier without any network: template matching + GrabCut with the original's colours.
+    Needs the original product mask (pass `original_mask` to `check`)."""
+    return ConsistencyChecker(locator=TemplateLocator(), thresholds=thresholds, refine_with_original=True, **kwargs)
+
+
 def build_checker(grounding_model: str | None = None, sam_model: str | None = None,
                   thresholds: ConsistencyThresholds | None = None, local_files_only: bool = True, **kwargs) -> ConsistencyChecker:
     """Published tier when model paths are given (hub id or local folder), offline default otherwise."""

@@ -339,3 +339,59 @@ class OriginalPriorRefiner:
         out = np.zeros_like(m_gen)
         out[wg[1]:wg[3], wg[0]:wg[2]] = cv2.resize(res.astype(np.uint8), (wg_, hg), interpolation=cv2.INTER_NEAREST) > 0
         return out
+
+
+# --------------------------------------------------------------------------- classical fast tier
+class TemplateLocator:
+    """No network at all: find the original product in the generated image by multi-scale
+    template matching (normalised cross-correlation of grey levels, at a small size), and return
+    the original mask moved/scaled there as the first guess; `OriginalPriorRefiner` (GrabCut with
+    the original's colour model) then finds the actual outline. Needs the original (`reference`),
+    so it only serves the checker, and a match score under `min_score` means "product missing".
+    """
+
+    uses_reference = True
+
+    def __init__(self, scales=(0.8, 0.9, 1.0, 1.1, 1.25), template_size: int = 48, min_score: float = 0.35):
+        self.scales = tuple(scales)
+        self.template_size = template_size
+        self.min_score = min_score
+        self.name = "template-match"
+
+    def locate(self, rgb: np.ndarray, category: str | None = None, expected_box: Box | None = None,
+               reference: tuple[np.ndarray, np.ndarray] | None = None) -> Located | None:
+        if reference is None:
+            raise ValueError("TemplateLocator needs the original image and mask (reference=...)")
+        orig, m_orig = reference
+        box = mask_bbox(m_orig)
+        if box is None:
+            return None
+        rgb = as_rgb_uint8(rgb)
+        x0, y0, x1, y1 = box
+        tpl = cv2.cvtColor(as_rgb_uint8(orig)[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        f = min(1.0, self.template_size / max(tpl.shape))
+        img_s = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        best = None
+        for s in self.scales:
+            t = cv2.resize(tpl, None, fx=f * s, fy=f * s, interpolation=cv2.INTER_AREA)
+            if t.shape[0] < 4 or t.shape[1] < 4 or t.shape[0] > img_s.shape[0] or t.shape[1] > img_s.shape[1]:
+                continue
+            if float(t.std()) < 1e-3:
+                continue
+            res = cv2.matchTemplate(img_s, t, cv2.TM_CCOEFF_NORMED)
+            _, score, _, loc = cv2.minMaxLoc(res)
+            if best is None or score > best[0]:
+                best = (float(score), s, loc)
+        if best is None or best[0] < self.min_score:
+            return None
+        score, s, (lx, ly) = best
+        nx0, ny0 = lx / f, ly / f
+        # the original mask, scaled by s about the box corner and moved to the match
+        m = np.array([[s, 0, nx0 - s * x0], [0, s, ny0 - s * y0]], np.float64)
+        h, w = rgb.shape[:2]
+        warped = cv2.warpAffine(m_orig.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+        nbox = mask_bbox(warped)
+        if nbox is None:
+            return None
+        return Located(nbox, score, warped, warped.astype(np.float32), notes=[f"template scale {s:.2f}"])

@@ -95,3 +95,18 @@ def test_empty_original_mask_gives_no_product_status(scene):
     res = check_consistency(scene["original"], scene["original"], original_mask=np.zeros(scene["mask"].shape, bool))
     assert not res.passed and res.status == "no_product_in_original"
     assert res.reasons == ["no product found in the original image"]
+
+
+def test_fast_classical_tier_without_any_network(scene):
+    from consistency.ml import fast_checker
+
+    fast = fast_checker()
+    ok = fast.check(scene["original"], D.rerender(scene["original"], scene["rng"]), original_mask=scene["mask"])
+    assert ok.passed, ok.reasons
+    moved, _ = D.composite(scene["stage"], scene["cut"], (0.38, 0.55), HEIGHT)  # an allowed move
+    assert fast.check(scene["original"], moved, original_mask=scene["mask"]).passed
+    bigger, _ = D.composite(scene["stage"], scene["cut"], CENTER, HEIGHT * np.sqrt(1.25))
+    res = fast.check(scene["original"], bigger, original_mask=scene["mask"])
+    assert not res.passed and any(r.startswith("product area grew") for r in res.reasons), res.reasons
+    gone = fast.check(scene["original"], scene["stage"], original_mask=scene["mask"])
+    assert gone.status in ("product_missing", "inconsistent") and not gone.passed
