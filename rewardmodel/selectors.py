@@ -91,10 +91,10 @@ def run_status(run: TrainingRun, log_lines: int = 80) -> dict:
 
 # --- charts (inline SVG, no JS and no image files) ---------------------------------------------
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 260, 48, 16, 28, 36
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 270, 48, 16, 40, 36
 
 
-def _axes(x0, x1, y0, y1, title: str, xlabel: str, ylabel: str) -> list[str]:
+def _axes(x0, x1, y0, y1, title: str, xlabel: str, ylabel: str, int_x: bool = False) -> list[str]:
     parts = [f'<text x="{PAD_L}" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
              f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#98a2b3"/>',
              f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#98a2b3"/>']
@@ -105,9 +105,10 @@ def _axes(x0, x1, y0, y1, title: str, xlabel: str, ylabel: str) -> list[str]:
         parts.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" stroke="#eaecf0"/>')
         x = PAD_L + fy * (W - PAD_L - PAD_R)
         xv = x0 + fy * (x1 - x0)
+        if int_x and abs(xv - round(xv)) > 1e-6:
+            continue
         parts.append(f'<text x="{x:.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">'
-                     f'{xv:.0f}</text>' if x1 - x0 >= 4 else
-                     f'<text x="{x:.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{xv:.2f}</text>')
+                     + (f"{xv:.0f}" if int_x else f"{xv:.2f}") + "</text>")
     parts.append(f'<text x="{(PAD_L + W - PAD_R) / 2}" y="{H - 4}" font-size="11" text-anchor="middle">{escape(xlabel)}</text>')
     parts.append(f'<text x="12" y="{(PAD_T + H - PAD_B) / 2}" font-size="11" text-anchor="middle" '
                  f'transform="rotate(-90 12 {(PAD_T + H - PAD_B) / 2})">{escape(ylabel)}</text>')
@@ -130,8 +131,8 @@ def _legend(items) -> str:
     out = []
     for i, (name, colour) in enumerate(items):
         x = W - PAD_R - 150 * (len(items) - i)
-        out.append(f'<rect x="{x}" y="8" width="12" height="3" fill="{colour}"/>'
-                   f'<text x="{x + 16}" y="13" font-size="11">{escape(name)}</text>')
+        out.append(f'<rect x="{x}" y="24" width="12" height="3" fill="{colour}"/>'
+                   f'<text x="{x + 16}" y="29" font-size="11">{escape(name)}</text>')
     return "".join(out)
 
 
@@ -150,7 +151,7 @@ def loss_curve_svg(history: list[dict]) -> str:
         return ""
     x0, x1 = 1, max(2, max(h["epoch"] for h in rows))
     y0, y1 = 0.0, max(values) * 1.05 or 1.0
-    parts = _axes(x0, x1, y0, y1, "Loss per epoch", "epoch", "loss")
+    parts = _axes(x0, x1, y0, y1, "Loss per epoch", "epoch", "loss", int_x=True)
     for key, colour in (("train_loss", "#2d6cdf"), ("val_loss", "#e8590c")):
         pts = [(h["epoch"], h[key]) for h in rows if isinstance(h.get(key), (int, float))]
         if pts:

@@ -438,8 +438,11 @@ def _serving_note(project: Project) -> str:
             else "no reward model is promoted")
 
 
-def start_training(project: Project, user=None, params: dict | None = None, *, queue: str | None = None) -> TrainingRun:
-    """Create a queued TrainingRun and enqueue `train_reward_model` (after the transaction commits)."""
+def start_training(project: Project, user=None, params: dict | None = None, *, queue: str | None = None,
+                   enqueue: bool = True) -> TrainingRun:
+    """Create a queued TrainingRun and enqueue `train_reward_model` (after the transaction commits).
+
+    `enqueue=False` only creates the run (the caller runs `run_training` itself, e.g. `--sync`)."""
     cleaned = clean_params(params)
     mark_stale_runs_failed()
     with transaction.atomic():
@@ -454,7 +457,8 @@ def start_training(project: Project, user=None, params: dict | None = None, *, q
             started_by=user if who else None,
             log=_stamp(f"queued by {who or cleaned.get('trigger') or 'the system'}"),
         )
-        transaction.on_commit(lambda: _enqueue_training(run.pk, task_id, queue))
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue_training(run.pk, task_id, queue))
     return run
 
 
