@@ -1,9 +1,11 @@
 """An annotator labels with the keyboard only, in headless Chromium against the live server."""
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from annotate.exchange import export_lines
 from annotate.models import ImageLabel, PairwiseLabel
 from tests.conftest import wait_for
 
@@ -101,6 +103,8 @@ def test_keyboard_only_labelling_with_undo(live_server, page, queued_project, an
     assert labels[third].choice == "both_bad"
     assert all(label.time_spent_ms > 0 for label in labels.values())
     assert page.locator("#lab-done").inner_text() == "3"
+    exported = "".join(export_lines(queued_project, "pair", "jsonl"))
+    assert sorted(json.loads(line)["choice"] for line in exported.splitlines()) == ["a", "b", "both_bad"]
 
     # --- images: 1 3 = fine; q 2 4 = bad background, product changed -------------------------
     page.goto(f"{live_server.url}/p/{queued_project.slug}/label/images/")
