@@ -680,7 +680,7 @@ def _train(run: TrainingRun, reporter: _Reporter) -> None:
             reporter.log(f"v{number} stays a candidate: {exc}")
         else:
             reporter.log(f"promoted v{number} ({result.promotion.reason}); re-scoring generations")
-            report = score_generations(project)
+            report = score_generations(project, tick=lambda done, total: reporter.beat())
             reporter.log(f"re-scored {report['scored']} generation(s) with v{number}"
                          + (f", skipped {report['skipped']}" if report["skipped"] else ""))
     else:
@@ -773,7 +773,7 @@ def promote(version: ModelVersion, user=None, override: bool = False, *, reason:
                 notes=(current.notes + "\n" if current.notes else "") + _stamp(f"retired: v{version.version} promoted"))
         if rescore:
             project_id = version.project_id
-            transaction.on_commit(lambda: _enqueue_scoring(project_id))
+            transaction.on_commit(lambda: enqueue_scoring(project_id))
     return version
 
 
@@ -787,7 +787,8 @@ def rollback(to_version: ModelVersion, user=None) -> ModelVersion:
                    reason=f"rollback from v{current.version}" if current else "rollback")
 
 
-def _enqueue_scoring(project_id: int) -> None:
+def enqueue_scoring(project_id: int) -> None:
+    """Queue re-scoring of the project's generations with its promoted model."""
     from rewardmodel.tasks import score_generations_task
 
     try:
@@ -799,7 +800,7 @@ def _enqueue_scoring(project_id: int) -> None:
 # --- scoring ----------------------------------------------------------------------------------
 
 
-def _score_with(version: ModelVersion, generations: list[Generation], batch: int = 64) -> dict:
+def _score_with(version: ModelVersion, generations: list[Generation], batch: int = 64, tick=None) -> dict:
     scorer = get_scorer(version)
     cache = ml.FeatureCache(feature_cache_dir())
     images = _Images()
@@ -833,10 +834,12 @@ def _score_with(version: ModelVersion, generations: list[Generation], batch: int
             g.reward_model = version
         Generation.objects.bulk_update(chunk, ["reward_score", "reward_model"])
         scored += len(chunk)
+        if tick is not None:
+            tick(scored, len(generations))
     return {"scored": scored, "skipped": skipped, "model_version": version.version}
 
 
-def score_generations(project: Project, generation_ids=None, *, force: bool = False) -> dict:
+def score_generations(project: Project, generation_ids=None, *, force: bool = False, tick=None) -> dict:
     """Score generations of the project with its promoted reward model; stores score + version.
 
     Without ids: every finished generation not yet scored by the promoted version (`force`: all).
@@ -851,7 +854,7 @@ def score_generations(project: Project, generation_ids=None, *, force: bool = Fa
     elif not force:
         qs = qs.exclude(reward_model=version)
     t0 = time.perf_counter()
-    report = _score_with(version, list(qs))
+    report = _score_with(version, list(qs), tick=tick)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
 

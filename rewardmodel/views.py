@@ -138,7 +138,7 @@ def rescore(request, slug):
     if selectors.promoted_version(project) is None:
         messages.error(request, "No promoted reward model to score with.")
     else:
-        services._enqueue_scoring(project.pk)
+        services.enqueue_scoring(project.pk)
         messages.success(request, "Re-scoring queued.")
     return redirect("rewardmodel:models", slug=slug)
 
