@@ -426,4 +426,5 @@ def mark_gold(task, answer: dict | str) -> None:
         task.is_gold = True
         task.save()
         task.assignments.filter(annotator__isnull=True, done_at__isnull=True).delete()
-        task.assignments.filter(done_at__isnull=True).update(is_gold=True)
+        # claims in progress finish as gold labels; they are no longer regular slots
+        task.assignments.filter(done_at__isnull=True).update(is_gold=True, slot=None)

@@ -57,7 +57,8 @@ def build(n_tasks: int, n_annotators: int):
     from core.services.storage import store_pixels
     from generation.models import Generation
 
-    project, _ = Project.objects.get_or_create(slug="bench", defaults={"name": "Queue benchmark"})
+    project, _ = Project.objects.get_or_create(slug=f"bench-{n_tasks}",
+                                               defaults={"name": f"Queue benchmark, {n_tasks} tasks"})
     have = ComparisonTask.objects.filter(project=project).count()
     if have != n_tasks:
         print(f"building {n_tasks} comparison tasks (found {have})...", flush=True)
@@ -101,8 +102,9 @@ def build(n_tasks: int, n_annotators: int):
         PairwiseLabel.objects.filter(task__project=project).delete()
         ImageLabel.objects.filter(generation__product__project=project).delete()
         Assignment.objects.filter(project=project).update(annotator=None, claimed_at=None, expires_at=None, done_at=None)
-        with connection.cursor() as cursor:  # what autovacuum does in production after the reset above
-            cursor.execute("VACUUM ANALYZE annotate_assignment")
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:  # what autovacuum does in production after the reset above
+                cursor.execute("VACUUM ANALYZE annotate_assignment")
     project.gold_rate = 0.0
     project.save()
     from django.contrib.auth import get_user_model
@@ -178,9 +180,22 @@ def main():
                         help="mean time an annotator looks at an item before answering (0: back-to-back requests)")
     parser.add_argument("--database-url", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stagecraft_bench"))
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run (make bench): 10 annotators, 5000 tasks, 5 rounds; SQLite if PostgreSQL is down")
     args = parser.parse_args()
+    if args.quick:
+        args.annotators, args.tasks, args.rounds = 10, 5000, 5
     if args.database_url.startswith("postgres"):
-        ensure_database(args.database_url)
+        try:
+            ensure_database(args.database_url)
+        except Exception as exc:  # psycopg.OperationalError: no server
+            if not args.quick:
+                raise SystemExit(f"PostgreSQL at {args.database_url} is not reachable ({exc}); this benchmark is for "
+                                 "PostgreSQL (use --quick for a SQLite smoke run)")
+            bench_dir = Path(tempfile.gettempdir()) / "stagecraft_bench"
+            bench_dir.mkdir(exist_ok=True)
+            args.database_url = f"sqlite:///{bench_dir / 'bench.sqlite3'}"
+            print(f"PostgreSQL not reachable; smoke run on {args.database_url}")
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("STAGECRAFT_DATA_DIR", str(Path(tempfile.gettempdir()) / "stagecraft_bench"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
