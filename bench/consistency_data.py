@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
 
-from core.ml.images import load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -170,3 +170,6 @@ def calibration_to_json(model: CalibratedModel) -> str:
 
 def calibration_from_json(text: str) -> CalibratedModel:
     return CalibratedModel.from_dict(json.loads(text))
+
+
+calibrate = fit_calibration  # the name used in the issue

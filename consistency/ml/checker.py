@@ -27,7 +27,7 @@ import numpy as np
 from core.ml.segmentation import ProductSegmenter, as_rgb_uint8, fill_holes, mask_bbox, segment_product
 
 from . import metrics as M
-from .align import Similarity, estimate_similarity, warp
+from .align import estimate_similarity, warp
 from .locate import (
     Box,
     BoxSegmenter,
