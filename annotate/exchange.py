@@ -174,7 +174,7 @@ def _consume_slot(task, kind: str, user) -> None:
         mine.save(update_fields=["annotator", "done_at", "claimed_at"])
 
 
-def _import_pair(project, record, users, report):
+def _import_pair(project, record, users):
     user = _user(record.get("annotator"), users)
     a_id, b_id = _int(record, "generation_a"), _int(record, "generation_b")
     choice = record.get("choice")
@@ -212,7 +212,7 @@ def _import_pair(project, record, users, report):
     return True
 
 
-def _import_image(project, record, users, report):
+def _import_image(project, record, users):
     user = _user(record.get("annotator"), users)
     generation_id = _int(record, "generation")
     background = record.get("background_appropriate")
@@ -267,7 +267,7 @@ def import_labels(project: Project, path, queue: str, fmt: str = "auto") -> Impo
     handler = _import_pair if queue == "pair" else _import_image
     for number, record in _read_records(path, fmt, report):
         try:
-            created = handler(project, record, users, report)
+            created = handler(project, record, users)
         except AnnotateError as exc:
             report.errors.append(f"line {number}: {exc}")
             continue

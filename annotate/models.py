@@ -33,7 +33,10 @@ class ComparisonTask(models.Model):
             models.CheckConstraint(condition=~Q(generation_a=F("generation_b")), name="comparison_of_two_images"),
             models.UniqueConstraint(fields=["generation_a", "generation_b"], name="comparison_pair_unique"),
         ]
-        indexes = [models.Index(fields=["project", "-priority", "id"])]
+        indexes = [
+            models.Index(fields=["project", "-priority", "id"]),
+            models.Index(fields=["project"], condition=Q(is_gold=True), name="comparison_task_gold"),
+        ]
 
     def clean(self):
         if self.generation_a.product_id != self.generation_b.product_id:
@@ -72,7 +75,10 @@ class ImageTask(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["generation"], name="one_image_task_per_generation")]
-        indexes = [models.Index(fields=["project", "-priority", "id"])]
+        indexes = [
+            models.Index(fields=["project", "-priority", "id"]),
+            models.Index(fields=["project"], condition=Q(is_gold=True), name="image_task_gold"),
+        ]
 
 
 class ImageLabel(models.Model):

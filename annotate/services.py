@@ -85,7 +85,7 @@ def next_assignment(user, project: Project, kind: str, exclude=(), rng: random.R
         return held
     rng = rng or random
     if project.gold_rate > 0 and rng.random() < project.gold_rate:
-        gold = _claim_gold(user, project, kind, task_field)
+        gold = _claim_gold(user, project, kind, task_field, rng)
         if gold is not None:
             return gold
     return _claim_slot(user, project, kind, task_field)
@@ -119,13 +119,13 @@ def _claim_slot(user, project, kind, task_field):
     return None
 
 
-def _claim_gold(user, project, kind, task_field):
+def _claim_gold(user, project, kind, task_field, rng):
     model = ComparisonTask if kind == Assignment.Kind.PAIR else ImageTask
     seen = Assignment.objects.filter(**{task_field: OuterRef("pk")}, annotator=user)
     gold_ids = list(model.objects.filter(project=project, is_gold=True).filter(~Exists(seen)).values_list("pk", flat=True)[:500])
     if not gold_ids:
         return None
-    task = model.objects.get(pk=random.choice(gold_ids))
+    task = model.objects.get(pk=rng.choice(gold_ids))
     now = timezone.now()
     try:
         with transaction.atomic():
