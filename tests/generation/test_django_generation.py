@@ -162,7 +162,7 @@ def test_commands_build_generate_and_train_inpainter(demo_project, capsys):
                  "paste-on-stage", "--seed", "3", "--candidates", "2", "--params", json.dumps(SMALL), "--no-parallax")
     assert Generation.objects.filter(product=product, seed=3, backend="paste-on-stage").count() == 2
     assert "2 new, 0 reused" in capsys.readouterr().out
-    call_command("train_inpainter", "--project", demo_project.name, "--steps", "2", "--size", "64")
+    call_command("train_inpainter", "--project", demo_project.name, "--steps", "1", "--size", "64")
     mv = ModelVersion.objects.get(project=demo_project, kind="inpainter")
     assert mv.version == 1 and (Path(mv.artifact_path) / "wbl_inpainter.safetensors").is_file()
     assert mv.training_snapshot["count"] == 2 and mv.training_run.state == "succeeded"
