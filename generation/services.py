@@ -476,8 +476,13 @@ def generate_for_product(
     product_input = _product_input(product)
     progress(0.1, f"{cls.name}: generating {num_candidates} candidates")
     t = time.perf_counter()
-    candidates = backend.generate(product_input, seed=seed, num_candidates=num_candidates,
-                                  **params, **_extra_backend_params(cls.name, product.project, params, progress))
+    try:
+        candidates = backend.generate(product_input, seed=seed, num_candidates=num_candidates,
+                                      **params, **_extra_backend_params(cls.name, product.project, params, progress))
+    except (TypeError, ValueError) as exc:
+        if not params:
+            raise
+        raise GenerationFailed(f"{cls.name} cannot use the params {json.dumps(params, sort_keys=True)}: {exc}")
     gen_s = time.perf_counter() - t
     if len(candidates) < num_candidates:
         raise GenerationFailed(f"{cls.name} returned {len(candidates)} candidates, {num_candidates} were asked for")

@@ -116,6 +116,8 @@ def test_almost_empty_product_and_oversized_product_fail_clearly(demo_project):
     apple = _product(demo_project, "granny")
     with pytest.raises(GenerationFailed, match="larger than the scene"):
         services.generate_for_product(apple, "paste-on-stage", num_candidates=1, params={"height_fraction": 1.5})
+    with pytest.raises(GenerationFailed, match="cannot use the params"):
+        services.generate_for_product(apple, "paste-on-stage", num_candidates=1, params={"size": "big"})
     assert not Generation.objects.filter(product__in=[blank, apple]).exists()
 
 
