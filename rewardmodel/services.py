@@ -608,7 +608,8 @@ def _train(run: TrainingRun, reporter: _Reporter) -> None:
     snap = snapshot_labels(project)
     c = snap.counts
     reporter.log(f"labels: {c['total']} usable ({c['pairwise']} pairwise, {c['image']} single-image "
-                 f"{c['image_by_source']}) on {c['products']} products; skipped {c['skipped']} {snap.skipped or ''}; "
+                 f"{c['image_by_source']}) on {c['products']} products; skipped {c['skipped']}"
+                 f"{' ' + json.dumps(snap.skipped) if snap.skipped else ''}; "
                  f"{snap.weight_source}", progress=0.03)
     need = min_labels()
     if c["total"] < need:
@@ -715,7 +716,8 @@ def mark_stale_runs_failed(now=None) -> list[int]:
         if last < cutoff:
             minutes = (now - last).total_seconds() / 60
             where = f" on {beat.worker}" if beat and beat.worker else ""
-            if _fail_run(run, f"no heartbeat for {minutes:.0f} min{where} (last {last:%Y-%m-%d %H:%M:%S} UTC); "
+            age = f"{minutes:.0f} min" if minutes >= 10 else f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
+            if _fail_run(run, f"no heartbeat for {age}{where} (last {last:%Y-%m-%d %H:%M:%S} UTC); "
                               f"the worker was killed or lost"):
                 failed.append(run.pk)
     for run in TrainingRun.objects.filter(state=TrainingRun.State.QUEUED,
