@@ -66,8 +66,12 @@ def build_cases(n_products: int, seed: int = 0, quick: bool = False):
                               area_change=ac if area_change is None else area_change, delta_e=de))
 
         add("untouched", 0.0, original, m_orig, positive=False)
-        g, gm = D.composite(stage, cut, (center[0] + rng.choice([-1, 1]) * rng.uniform(0.08, 0.15), center[1]), hf)
-        add("moved", 0.0, g, gm, positive=False)
+        # an allowed move: towards the stage centre, and only if the product stays fully in frame
+        # (a product pushed partly out of the frame IS cut off, so it would not be a negative)
+        dx = (1 if center[0] < 0.5 else -1) * rng.uniform(0.08, 0.15)
+        g, gm = D.composite(stage, cut, (center[0] + dx, center[1]), hf)
+        if abs(gm.sum() / area - 1) <= 0.02:
+            add("moved", 0.0, g, gm, positive=False)
         scales = SCALES if not quick else (0.10, 0.30)
         for m in scales:
             g, gm = D.composite(stage, cut, center, hf * np.sqrt(1 + m))

@@ -61,7 +61,8 @@ METRIC_NAMES = (
 
 @dataclass
 class ConsistencyThresholds:
-    """Pass/fail limits, one per metric. Defaults chosen on bench/consistency_alterations.py."""
+    """Pass/fail limits, one per metric. Defaults set from bench/consistency_alterations.py runs
+    (see docs/consistency.md for the measured rates)."""
 
     max_area_change: float = 0.08  # |area_gen / area_orig − 1| (ignored when allow_rescale)
     min_iou: float = 0.85  # mask IoU after alignment
