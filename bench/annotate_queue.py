@@ -137,7 +137,9 @@ def run(project, users, rounds: int, think_ms: float):
         mine = {"next": [], "submit": []}
         try:
             barrier.wait(timeout=120)
-            for _ in range(rounds):
+            if think_ms:  # people do not all start at the same millisecond
+                time.sleep(rng.uniform(0, think_ms) / 1000)
+            for round_number in range(rounds + 1):
                 t0 = time.perf_counter()
                 response = client.get(next_url)
                 t1 = time.perf_counter()
@@ -145,15 +147,17 @@ def run(project, users, rounds: int, think_ms: float):
                     errors.append(("next", response.status_code))
                     break
                 body = json.dumps({"assignment": response.json()["assignment"], "choice": "a"})
-                if think_ms:
+                if think_ms:  # looking at the images before answering
                     time.sleep(rng.expovariate(1 / think_ms) / 1000)
                 t2 = time.perf_counter()
                 saved = client.post(submit_url, data=body, content_type="application/json")
                 t3 = time.perf_counter()
                 if saved.status_code != 201:
                     errors.append(("submit", saved.status_code, saved.content[:200]))
-                if think_ms:  # looking at the images before answering
+                if think_ms:  # a pause before asking for the next item
                     time.sleep(rng.expovariate(1 / think_ms) / 1000)
+                if round_number == 0:
+                    continue  # warm-up: the thread's first requests open its database connection
                 mine["next"].append((t1 - t0) * 1000)
                 mine["submit"].append((t3 - t2) * 1000)
         finally:
@@ -175,9 +179,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=40, help="next+submit cycles per annotator")
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="measured next+submit cycles per annotator (after one warm-up cycle)")
     parser.add_argument("--think-ms", type=float, default=0,
-                        help="mean time an annotator looks at an item before answering (0: back-to-back requests)")
+                        help="mean (exponential) pause before each request, so 2x per item (0: back-to-back requests)")
     parser.add_argument("--database-url", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stagecraft_bench"))
     parser.add_argument("--quick", action="store_true",
