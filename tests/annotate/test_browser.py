@@ -102,9 +102,16 @@ def test_keyboard_only_labelling_with_undo(live_server, page, queued_project, an
     assert (labels[second].choice, labels[second].reason_tags) == ("b", [])
     assert labels[third].choice == "both_bad"
     assert all(label.time_spent_ms > 0 for label in labels.values())
-    assert page.locator("#lab-done").inner_text() == "3"
+    page.wait_for_function("document.getElementById('lab-done').textContent === '3'")  # after the 201s arrive
     exported = "".join(export_lines(queued_project, "pair", "jsonl"))
     assert sorted(json.loads(line)["choice"] for line in exported.splitlines()) == ["a", "b", "both_bad"]
+    # the rest of the queue (6 pairs): then the screen says so and shows no images
+    press_and_wait_next(page, "3")
+    press_and_wait_next(page, "3")
+    page.keyboard.press("3")
+    page.wait_for_function("document.getElementById('lab-status').textContent.includes('All done')")
+    assert page.locator("#lab-stage").is_hidden() and page.locator("#lab-controls").is_hidden()
+    wait_for(lambda: PairwiseLabel.objects.count() == 6, timeout=10, message="all 6 pairs labelled")
 
     # --- images: 1 3 = fine; q 2 4 = bad background, product changed -------------------------
     page.goto(f"{live_server.url}/p/{queued_project.slug}/label/images/")
