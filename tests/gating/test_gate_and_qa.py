@@ -143,3 +143,19 @@ def test_only_qa_reviews_and_only_ml_engineers_start_runs(client, annotator, ml_
     assert review.status_code == 403
     client.force_login(annotator)
     assert client.post(reverse("gating:start_run", args=[demo_project.slug])).status_code == 403
+
+
+def test_qa_rejections_are_in_the_next_reward_training_snapshot(make_ad, demo_project, qa_user):
+    from annotate.models import ImageLabel as Label
+    from rewardmodel.services import snapshot_labels
+
+    approved, rejected = make_ad(reward=0.9, consistent=True), make_ad(reward=0.9, consistent=True)
+    for ad in (approved, rejected):
+        services.gate_generation(ad)
+    services.review(approved, qa_user, approve=True)
+    services.review(rejected, qa_user, approve=False, reason_tags=["inappropriate_background"])
+    snapshot = snapshot_labels(demo_project)
+    qa_label_ids = set(Label.objects.filter(source="qa").values_list("id", flat=True))
+    assert qa_label_ids <= set(snapshot.image_ids)
+    verdicts = sorted(example.appropriate for example in snapshot.examples if hasattr(example, "appropriate"))
+    assert verdicts == [False, True]
