@@ -181,6 +181,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER")
+# Periodic checks: retrain the reward model after enough new labels; fail runs whose worker died.
+CELERY_BEAT_SCHEDULE = {
+    "reward-retrain-check": {"task": "rewardmodel.maybe_retrain_all", "schedule": 600.0},
+    "reward-stale-runs": {"task": "rewardmodel.mark_stale_runs_failed", "schedule": 300.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_EAGER_PROPAGATES = True
 
 REST_FRAMEWORK = {

@@ -19,7 +19,7 @@ if $PY manage.py help make_demo_tasks >/dev/null 2>&1; then
 fi
 
 mkdir -p "$DATA_DIR/log"
-$PY -m celery -A config worker --concurrency "${CELERY_CONCURRENCY:-1}" -l INFO >"$DATA_DIR/log/worker.log" 2>&1 &
+$PY -m celery -A config worker --beat --concurrency "${CELERY_CONCURRENCY:-1}" -l INFO >"$DATA_DIR/log/worker.log" 2>&1 &
 WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM
 
