@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +19,7 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_blip_dir(tmp_path_factory):
-    from tiny_blip import write_tiny_blip
+    from tests.rewardmodel.tiny_blip import write_tiny_blip
 
     return write_tiny_blip(tmp_path_factory.mktemp("tiny_blip"))
 

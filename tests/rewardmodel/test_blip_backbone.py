@@ -47,7 +47,7 @@ def test_blip_backbone_features(tiny_blip_dir):
 
 
 def test_blipmodel_checkpoints_load_too(tmp_path):
-    from tiny_blip import write_tiny_blip
+    from tests.rewardmodel.tiny_blip import write_tiny_blip
 
     bb = BlipBackbone(str(write_tiny_blip(tmp_path / "blipmodel", arch="BlipModel")))
     assert bb.arch == "BlipModel"

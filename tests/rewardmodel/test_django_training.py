@@ -13,7 +13,7 @@ from core.models import ModelVersion, TrainingRun
 from generation.models import Generation
 from rewardmodel import services
 from rewardmodel.models import RunHeartbeat
-from test_django_data import FAST, build_labelled_project, reward_settings  # noqa: F401  (fixture)
+from tests.rewardmodel.test_django_data import FAST, build_labelled_project, reward_settings  # noqa: F401  (fixture)
 from tests.conftest import wait_for
 
 SWAP = {"a": "b", "b": "a"}

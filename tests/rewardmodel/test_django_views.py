@@ -8,7 +8,7 @@ from django.urls import reverse
 from core.models import ModelVersion, TrainingRun
 from generation.models import Generation
 from rewardmodel import services
-from test_django_data import FAST, build_labelled_project, reward_settings  # noqa: F401  (fixture)
+from tests.rewardmodel.test_django_data import FAST, build_labelled_project, reward_settings  # noqa: F401  (fixture)
 
 
 def pages(project):

@@ -5,7 +5,7 @@ not human ones: this checks that the whole path learns."""
 import numpy as np
 import pytest
 
-from helpers import constructed_dataset
+from tests.rewardmodel.helpers import constructed_dataset
 from rewardmodel.ml import (
     EfficientNetBackbone,
     FeatureCache,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import planted_features
+from tests.rewardmodel.helpers import planted_features
 from rewardmodel.ml import (
     PairwiseLabel,
     SingleLabel,
