@@ -19,7 +19,7 @@ from django.utils import timezone
 from annotate.models import Assignment, ComparisonTask, ImageLabel, ImageTask, PairwiseLabel
 from annotate.services import AnnotateError, _clean_bool, _clean_tags, _clean_time
 from core.models import Project, SourceImage
-from core.services.imports import ImportFailed, ImportReport
+from core.services.imports import ImportFailed, ImportReport, jsonl_records
 from generation.models import Generation
 
 PAIR_FIELDS = ["task", "generation_a", "generation_b", "product", "annotator", "choice", "reason_tags",
@@ -127,19 +127,7 @@ def _read_records(path: Path, fmt: str, report: ImportReport):
             for number, row in enumerate(csv.DictReader(fh), start=2):
                 yield number, row
         return
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.errors.append(f"line {number}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(record, dict):
-                report.errors.append(f"line {number}: expected a JSON object")
-                continue
-            yield number, record
+    yield from jsonl_records(path, report)
 
 
 def _user(username, cache):

@@ -99,7 +99,8 @@ def _count(report: ImportReport, created: bool) -> None:
         report.skipped += 1
 
 
-def _jsonl_records(path: Path, report: ImportReport):
+def jsonl_records(path: Path, report: ImportReport):
+    """(line number, object) per non-blank line; bad lines go to report.errors with their number."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -120,7 +121,7 @@ def import_manifest(project: Project, manifest: Path) -> ImportReport:
     if not manifest.is_file():
         raise ImportFailed(f"{manifest}: no such manifest file")
     report = ImportReport()
-    for number, record in _jsonl_records(manifest, report):
+    for number, record in jsonl_records(manifest, report):
         kind, ref = record.get("kind"), record.get("file")
         if not ref or not kind:
             report.errors.append(f"line {number}: needs 'kind' and 'file'")
@@ -203,7 +204,7 @@ def import_hfpc_labels(project: Project, labels_file: Path) -> ImportReport:
         raise ImportFailed(f"{labels_file}: no such file")
     importer = hfpc_import_user()
     report = ImportReport()
-    for number, record in _jsonl_records(labels_file, report):
+    for number, record in jsonl_records(labels_file, report):
         origin, generated, label = record.get("origin"), record.get("generation"), record.get("label")
         if not origin or not generated or label not in (0, 1, True, False):
             report.errors.append(f"line {number}: needs 'origin', 'generation' and 'label' 0 or 1")

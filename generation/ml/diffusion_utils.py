@@ -14,6 +14,18 @@ import numpy as np
 from .backends import GenerationFailed, ProductInput
 
 
+def find_versioned_artifact(path: str | os.PathLike, config_file: str, weights_file: str, missing: str) -> Path:
+    """The artifact folder itself, or the newest version inside a parent folder."""
+    p = Path(path).expanduser()
+    if (p / config_file).is_file() and (p / weights_file).is_file():
+        return p
+    if p.is_dir():
+        versions = sorted(d for d in p.iterdir() if (d / config_file).is_file() and (d / weights_file).is_file())
+        if versions:
+            return versions[-1]
+    raise FileNotFoundError(f"{missing} in {p} (expected {config_file} and {weights_file})")
+
+
 def resolve_device(device: str | None = None) -> str:
     """"cuda" when available and not overridden, else "cpu"."""
     if device and device != "auto":

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backends import BackendUnavailable, Candidate, GenerationFailed, GeneratorBackend, ProductInput, register
-from .diffusion_utils import as_rgb, paste_product, product_alpha, resolve_device
+from .diffusion_utils import as_rgb, find_versioned_artifact, paste_product, product_alpha, resolve_device
 
 PIX2PIX_ENV = "STAGECRAFT_PIX2PIX_MODEL"
 FORMAT = "stagecraft-pix2pix"
@@ -288,15 +288,7 @@ def train_pix2pix(
 
 
 def find_artifact(path: str | os.PathLike) -> Path:
-    """The artifact folder itself, or the newest version inside a parent folder."""
-    p = Path(path).expanduser()
-    if (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-        return p
-    if p.is_dir():
-        versions = sorted(d for d in p.iterdir() if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file())
-        if versions:
-            return versions[-1]
-    raise FileNotFoundError(f"no trained pix2pix generator in {p} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    return find_versioned_artifact(path, CONFIG_FILE, WEIGHTS_FILE, "no trained pix2pix generator")
 
 
 def load_generator(path: str | os.PathLike, device: str | None = None) -> tuple[UNetGenerator, Pix2PixConfig, str]:

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .diffusion_utils import resolve_device
+from .diffusion_utils import find_versioned_artifact, resolve_device
 
 FORMAT = "stagecraft-wbl-inpainter"
 FORMAT_VERSION = 1
@@ -399,16 +399,7 @@ def train_wbl_inpainter(
 # --- inference -----------------------------------------------------------------------------------
 
 def find_artifact(path: str | os.PathLike) -> Path:
-    """The artifact folder itself, or the newest version inside a parent folder."""
-    p = Path(path).expanduser()
-    if (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-        return p
-    if p.is_dir():
-        versions = sorted(d for d in p.iterdir() if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file())
-        if versions:
-            return versions[-1]
-    raise FileNotFoundError(f"no trained WBL inpainter in {p} (expected {CONFIG_FILE} and {WEIGHTS_FILE}; "
-                            f"train one with train_wbl_inpainter)")
+    return find_versioned_artifact(path, CONFIG_FILE, WEIGHTS_FILE, "no trained WBL inpainter; train one with train_wbl_inpainter")
 
 
 class WblInpainter:
