@@ -36,6 +36,7 @@ from core.ml.images import decode_image
 from core.models import ModelVersion, Project, SourceImage, TrainingRun
 from generation.models import Generation
 from rewardmodel import ml
+from rewardmodel.ml.head import json_safe
 from rewardmodel.models import RunHeartbeat
 from rewardmodel.selectors import active_run, labels_since, promoted_version
 
@@ -581,18 +582,6 @@ def _work_dir(run: TrainingRun) -> Path:
     return artifact_root() / f"project-{run.project_id}" / "reward" / f".run-{run.pk}"
 
 
-def _json_safe(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
-
-
 def _thin_curve(curve: list[dict], chosen: float | None, points: int = 200) -> list[dict]:
     """At most ~`points` evenly spaced PR-curve points for the page (the chosen one always kept)."""
     if len(curve) <= points:
@@ -665,8 +654,8 @@ def _train(run: TrainingRun, reporter: _Reporter) -> None:
         os.replace(result.artifact_dir, final)
         version = ModelVersion.objects.create(
             project=project, kind=KIND, version=number, status=ModelVersion.Status.CANDIDATE,
-            artifact_path=str(final), backbone=backbone.name, metrics=_json_safe(metrics),
-            training_snapshot=_json_safe(snapshot), code_version=code_version(), threshold=thr.threshold,
+            artifact_path=str(final), backbone=backbone.name, metrics=json_safe(metrics),
+            training_snapshot=json_safe(snapshot), code_version=code_version(), threshold=thr.threshold,
             notes=f"trained by run #{run.pk}",
         )
         TrainingRun.objects.filter(pk=run.pk).update(model_version=version)

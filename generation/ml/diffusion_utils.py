@@ -26,6 +26,33 @@ def find_versioned_artifact(path: str | os.PathLike, config_file: str, weights_f
     raise FileNotFoundError(f"{missing} in {p} (expected {config_file} and {weights_file})")
 
 
+def save_versioned_artifact(output_dir: str | os.PathLike, weights: dict[str, dict], meta: dict, *, fmt: str,
+                            format_version: int, config_file: str) -> Path:
+    """Write trained weights to ``output_dir/<UTC time>-<sha8>/``, named by the first state dict's
+    digest, with ``config_file`` holding ``meta`` plus format and version; returns the folder."""
+    import hashlib
+    import json
+    import time
+
+    from safetensors.torch import save_file
+
+    states = {name: {k: v.detach().cpu().contiguous() for k, v in state.items()} for name, state in weights.items()}
+    primary = next(iter(states.values()))
+    digest = hashlib.sha256()
+    for k in sorted(primary):
+        digest.update(k.encode())
+        digest.update(primary[k].numpy().tobytes())
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + digest.hexdigest()[:8]
+    out_dir = Path(output_dir) / version
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, state in states.items():
+        save_file(state, str(out_dir / name), metadata={"format": fmt, "format_version": str(format_version)})
+    config = {"format": fmt, "format_version": format_version, "version": version, **meta,
+              "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (out_dir / config_file).write_text(json.dumps(config, indent=2))
+    return out_dir
+
+
 def resolve_device(device: str | None = None) -> str:
     """"cuda" when available and not overridden, else "cpu"."""
     if device and device != "auto":

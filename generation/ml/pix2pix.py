@@ -20,7 +20,6 @@ far below the diffusion backends in quality; the product pixels are pasted back 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -36,7 +35,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backends import BackendUnavailable, Candidate, GenerationFailed, GeneratorBackend, ProductInput, register
-from .diffusion_utils import as_rgb, find_versioned_artifact, paste_product, product_alpha, resolve_device
+from .diffusion_utils import (
+    as_rgb,
+    find_versioned_artifact,
+    paste_product,
+    product_alpha,
+    resolve_device,
+    save_versioned_artifact,
+)
 
 PIX2PIX_ENV = "STAGECRAFT_PIX2PIX_MODEL"
 FORMAT = "stagecraft-pix2pix"
@@ -202,7 +208,6 @@ def train_pix2pix(
     segment). Or give ready ``pairs`` of (input, target) arrays. Writes
     ``config.output_dir/<version>/`` with the generator (and discriminator) safetensors + config.json.
     """
-    from safetensors.torch import save_file
 
     cfg = config if isinstance(config, Pix2PixConfig) else Pix2PixConfig.from_json(config or {})
     if cfg.size % (2 ** cfg.n_down):
@@ -265,26 +270,11 @@ def train_pix2pix(
             if progress_callback is not None:
                 progress_callback(step, cfg.steps, dict(rec))
 
-    g_state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    d_state = {k: v.detach().cpu().contiguous() for k, v in D.state_dict().items()}
-    digest = hashlib.sha256()
-    for k in sorted(g_state):
-        digest.update(k.encode())
-        digest.update(g_state[k].numpy().tobytes())
-    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + digest.hexdigest()[:8]
-    out_dir = Path(cfg.output_dir) / version
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    save_file(g_state, str(out_dir / WEIGHTS_FILE), metadata=md)
-    save_file(d_state, str(out_dir / DISCRIMINATOR_FILE), metadata=md)
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "version": version, "config": cfg.to_json(),
-        "device": dev, "num_pairs": len(pairs), "history": history,
-        "final_l1": history[-1]["l1"] if history else None, "train_seconds": round(time.time() - t0, 2),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    return out_dir
+    return save_versioned_artifact(
+        cfg.output_dir, {WEIGHTS_FILE: G.state_dict(), DISCRIMINATOR_FILE: D.state_dict()},
+        {"config": cfg.to_json(), "device": dev, "num_pairs": len(pairs), "history": history,
+         "final_l1": history[-1]["l1"] if history else None, "train_seconds": round(time.time() - t0, 2)},
+        fmt=FORMAT, format_version=FORMAT_VERSION, config_file=CONFIG_FILE)
 
 
 def find_artifact(path: str | os.PathLike) -> Path:

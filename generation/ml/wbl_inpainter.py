@@ -37,7 +37,6 @@ Public API (no Django):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -52,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .diffusion_utils import find_versioned_artifact, resolve_device
+from .diffusion_utils import find_versioned_artifact, resolve_device, save_versioned_artifact
 
 FORMAT = "stagecraft-wbl-inpainter"
 FORMAT_VERSION = 1
@@ -333,7 +332,6 @@ def train_wbl_inpainter(
     when available. ``init_from`` continues from a saved artifact. The artifact is written to
     ``config.output_dir/<version>/`` (``wbl_inpainter.safetensors`` + ``config.json``).
     """
-    from safetensors.torch import save_file
 
     cfg = config if isinstance(config, WblConfig) else WblConfig.from_json(config or {})
     if cfg.crop % 4:
@@ -377,23 +375,11 @@ def train_wbl_inpainter(
             if progress_callback is not None:
                 progress_callback(step, cfg.steps, dict(rec))
 
-    state = {k: v.detach().to("cpu").contiguous() for k, v in nets.state_dict().items()}
-    digest = hashlib.sha256()
-    for k in sorted(state):
-        digest.update(k.encode())
-        digest.update(state[k].numpy().tobytes())
-    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + digest.hexdigest()[:8]
-    out_dir = Path(cfg.output_dir) / version
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "version": version, "config": cfg.to_json(),
-        "device": dev, "num_images": len(examples), "history": history,
-        "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(time.time() - t0, 2),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    return out_dir
+    return save_versioned_artifact(
+        cfg.output_dir, {WEIGHTS_FILE: nets.state_dict()},
+        {"config": cfg.to_json(), "device": dev, "num_images": len(examples), "history": history,
+         "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(time.time() - t0, 2)},
+        fmt=FORMAT, format_version=FORMAT_VERSION, config_file=CONFIG_FILE)
 
 
 # --- inference -----------------------------------------------------------------------------------

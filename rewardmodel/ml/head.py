@@ -83,7 +83,7 @@ def save_artifact(directory, head: RewardHead, backbone_spec: dict, extra: dict 
     save_file(state, str(d / HEAD_WEIGHTS), metadata={"format": ARTIFACT_FORMAT})
     cfg = {"format": ARTIFACT_FORMAT, "head": asdict(head.config), "backbone": backbone_spec}
     cfg.update(extra or {})
-    (d / HEAD_CONFIG).write_text(json.dumps(_json_safe(cfg), indent=2, sort_keys=True))
+    (d / HEAD_CONFIG).write_text(json.dumps(json_safe(cfg), indent=2, sort_keys=True))
     return d
 
 
@@ -100,13 +100,14 @@ def load_artifact(directory) -> tuple[RewardHead, dict]:
     return head, cfg
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """Plain JSON values: NaN/inf become null, numpy and torch scalars become Python numbers."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
