@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from django.utils.html import escape
 
-from annotate.models import ImageLabel, PairwiseLabel
+from annotate.models import ComparisonTask, ImageLabel, PairwiseLabel
 from core.models import ModelVersion, Project, TrainingRun
+from generation.models import Generation
 from rewardmodel.models import RunHeartbeat
 
 KIND = ModelVersion.Kind.REWARD
@@ -31,6 +32,13 @@ def labels_since(project: Project, since=None) -> int:
     if since is not None:
         pairs, images = pairs.filter(created_at__gt=since), images.filter(created_at__gt=since)
     return pairs.count() + images.count()
+
+
+def label_project_id(label: PairwiseLabel | ImageLabel) -> int | None:
+    """The project of a pairwise or image label: one primary-key lookup."""
+    if isinstance(label, PairwiseLabel):
+        return ComparisonTask.objects.filter(pk=label.task_id).values_list("project_id", flat=True).first()
+    return Generation.objects.filter(pk=label.generation_id).values_list("product__project_id", flat=True).first()
 
 
 def _m(metrics: dict, *path):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
@@ -38,7 +39,7 @@ from generation.models import Generation
 from rewardmodel import ml
 from rewardmodel.ml.head import json_safe
 from rewardmodel.models import RunHeartbeat
-from rewardmodel.selectors import active_run, labels_since, promoted_version
+from rewardmodel.selectors import active_run, label_project_id, labels_since, promoted_version
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ def min_labels() -> int:
 
 def retrain_every() -> int:
     return int(getattr(settings, "STAGECRAFT_RETRAIN_EVERY_N_LABELS", 200))
+
+
+def retrain_check_seconds() -> float:
+    return float(getattr(settings, "STAGECRAFT_RETRAIN_CHECK_SECONDS", 30))
 
 
 def stale_after() -> timedelta:
@@ -911,3 +916,31 @@ def maybe_retrain(project: Project, *, every: int | None = None, queue: str | No
         return None, f"{total} label(s) in all; training needs {min_labels()}"
     run = start_training(project, None, {**(params or {}), "trigger": f"auto after {new} new labels"}, queue=queue)
     return run, f"started run #{run.pk} after {new} new labels"
+
+
+def label_committed(label) -> bool:
+    """A new pairwise or image label was committed: queue the retrain check `maybe_retrain` of its
+    project, at most once per project every STAGECRAFT_RETRAIN_CHECK_SECONDS. Returns whether a check
+    was queued.
+
+    This runs on the label-submit path, so it counts nothing: one primary-key lookup and one cache
+    `add` (atomic in a shared cache; per process in the default local-memory cache, then at most one
+    check per window per process); the worker does the counts. A threshold crossed inside a window is
+    seen by the next label's check, or by the beat check when labelling stops.
+    """
+    if retrain_every() <= 0:
+        return False
+    project_id = label_project_id(label)
+    if project_id is None:
+        return False
+    window = retrain_check_seconds()
+    if window > 0 and not cache.add(f"stagecraft:reward-retrain-check:{project_id}", True, timeout=window):
+        return False
+    from rewardmodel.tasks import maybe_retrain as maybe_retrain_task
+
+    try:
+        maybe_retrain_task.apply_async(args=[project_id])
+    except Exception:  # a broker hiccup must not fail the annotator's submit; beat checks again
+        logger.exception("could not enqueue the retrain check of project %s", project_id)
+        return False
+    return True

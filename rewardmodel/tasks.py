@@ -23,7 +23,8 @@ def score_generations_task(project_id: int, ids: list[int] | None = None, force:
 
 @shared_task(name="rewardmodel.maybe_retrain")
 def maybe_retrain(project_id: int) -> dict:
-    """Call after labels are stored (or from beat): retrains after every N new labels."""
+    """Queued after new labels are committed (`services.label_committed`) and by beat: retrains after every N
+    new labels."""
     run, reason = services.maybe_retrain(Project.objects.get(pk=project_id))
     return {"run": run.pk if run else None, "reason": reason}
 
