@@ -69,6 +69,7 @@ class WblConfig:
     crop: int = 128  # training crop (px), centred on a hole pixel
     max_side: int = 256  # photos are resized so the longer side is this before cropping
     lr: float = 1e-3
+    lr_final: float = 0.05  # cosine decay to this fraction of lr by the last step (1.0: constant)
     width: int = 32  # channels of the first conv; the bottleneck has 4x
     n_res: int = 4  # dilated residual blocks at the bottleneck
     boundary_alpha: float = 4.0  # extra weight at the hole boundary (W = 1 + alpha at d = 1 px)
@@ -350,6 +351,10 @@ def train_wbl_inpainter(
     window: list[tuple[float, float, float]] = []
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
+        # a short (CPU) run ends on small steps instead of wherever Adam's noise leaves it
+        decay = 0.5 * (1 + math.cos(math.pi * (step - 1) / max(1, cfg.steps - 1)))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * decay)
         rgb, grey, edges, mask, w, pre = (None if t is None else t.to(dev)
                                           for t in sample_batch(examples, rng, cfg, cfg.batch_size))
         e_pred = nets.predict_edges(grey, edges, mask)
