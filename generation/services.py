@@ -77,6 +77,11 @@ def catalog_index_dir(project: Project) -> Path:
     return artifact_dir(project) / "catalog-index"
 
 
+def wbl_inpainter_dir(project: Project) -> Path:
+    """Versions of the project's trained WBL inpainter (`train_inpainter`), one folder each."""
+    return artifact_dir(project) / "wbl-inpainter"
+
+
 def params_hash(params: dict | None) -> str:
     """sha256 of the canonical JSON of ``params`` (sorted keys, no whitespace)."""
     canonical = json.dumps(params or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -333,7 +338,7 @@ def build_backend(name: str, project: Project) -> GeneratorBackend:
             index = load_catalog_index(project)
         except EmptyCatalog:
             index = None
-        return cls(index, StorageCatalogSource(project))
+        return cls(index, StorageCatalogSource(project), wbl_model=wbl_inpainter_dir(project))
     if name == "paste-on-stage":
         return cls(StorageStageSource(project))
     if name in ("category-diffusion", "reference-diffusion"):
@@ -355,6 +360,54 @@ def backend_availability(project: Project) -> list[dict]:
             ok, reason = False, f"{type(exc).__name__}: {exc}"
         out.append({"name": name, "version": getattr(cls, "version", ""), "available": ok, "reason": reason})
     return out
+
+
+def inpainter_options(project: Project) -> list[dict]:
+    """The inpainters copy-paste can use for this project: ``{name, available, reason, version}``
+    (``wbl`` is available once `train_inpainter` has saved a model; version = the newest)."""
+    from generation.ml.inpaint import INPAINTER_NAMES
+    from generation.ml.wbl_inpainter import find_artifact
+
+    out = []
+    for name in INPAINTER_NAMES:
+        info = {"name": name, "available": True, "reason": "", "version": ""}
+        if name == "wbl":
+            try:
+                info["version"] = find_artifact(wbl_inpainter_dir(project)).name
+            except FileNotFoundError:
+                info.update(available=False, reason=f"no WBL inpainter trained for project {project.name!r}: "
+                                                    f"run manage.py train_inpainter --project {project.slug!r} first")
+        out.append(info)
+    return out
+
+
+def with_inpainter(params: dict | None, backends: Iterable[str], inpainter: str | None) -> dict:
+    """``params`` with copy-paste's ``inpainter`` set (the form's and the command's choice); ``auto``
+    or None leaves the params as they are, so earlier runs keep their params hash."""
+    from generation.ml.inpaint import INPAINTER_NAMES
+
+    params = dict(params or {})
+    if not inpainter or inpainter == "auto":
+        return params
+    if inpainter not in INPAINTER_NAMES:
+        raise GenerationFailed(f"unknown inpainter {inpainter!r}; choose one of {', '.join(INPAINTER_NAMES)}")
+    if any(b != "copy-paste" for b in backends):
+        raise GenerationFailed("the inpainter choice is for the copy-paste backend only")
+    if params.get("inpainter", inpainter) != inpainter:
+        raise GenerationFailed(f"params already set the inpainter to {params['inpainter']!r}")
+    return {**params, "inpainter": inpainter}
+
+
+def _pin_wbl_version(backend_name: str, project: Project, params: dict) -> dict:
+    """``inpainter="wbl"`` without a version means the newest trained model: pin its version in the
+    params, so the params hash follows the model used (a newly trained model makes new rows instead
+    of reusing the old model's)."""
+    if backend_name != "copy-paste" or params.get("inpainter") != "wbl" or params.get("wbl_version"):
+        return params
+    wbl = next(o for o in inpainter_options(project) if o["name"] == "wbl")
+    if not wbl["available"]:
+        raise BackendUnavailable(wbl["reason"])
+    return {**params, "wbl_version": wbl["version"]}
 
 
 def _extra_backend_params(name: str, project: Project, params: dict, progress: Progress | None = None) -> dict:
@@ -451,7 +504,8 @@ def generate_for_product(
     """
     progress = progress or _noop
     t0 = time.perf_counter()
-    params = dict(params or {})
+    cls = get_backend_class(backend_name)
+    params = _pin_wbl_version(cls.name, product.project, dict(params or {}))
     try:
         phash = params_hash(params)
     except (TypeError, ValueError) as exc:
@@ -462,7 +516,6 @@ def generate_for_product(
     if not 1 <= int(num_candidates) <= MAX_CANDIDATES:
         raise GenerationFailed(f"the number of candidates must be between 1 and {MAX_CANDIDATES}")
     num_candidates, seed = int(num_candidates), int(seed)
-    cls = get_backend_class(backend_name)
     version = cls.version
     existing = _existing(product, cls.name, version, phash, seed, num_candidates)
     if len(existing) == num_candidates:
@@ -817,7 +870,7 @@ def train_inpainter(project: Project, *, steps: int = 200, size: int = 64, progr
             progress(0.1 + 0.9 * step / total, f"step {step}/{total}: loss {rec['loss']:.4f}")
 
         cfg = WblConfig(steps=int(steps), crop=int(size), max_side=max_side, batch_size=4,
-                        log_every=max(1, min(10, steps)), output_dir=str(artifact_dir(project) / "wbl-inpainter"))
+                        log_every=max(1, min(10, steps)), output_dir=str(wbl_inpainter_dir(project)))
         out_dir = train_wbl_inpainter(images, masks, cfg, progress_callback=on_step, device="cpu")
         meta = json.loads((Path(out_dir) / "config.json").read_text())
         with transaction.atomic():

@@ -28,7 +28,7 @@ def project_generation(request, slug):
         "index_status": selectors.catalog_index_status(project),
         "products": project.products.order_by("title").prefetch_related("source_images"),
         "jobs": selectors.recent_jobs(project),
-        "form": GenerateForm(backends=backends),
+        "form": GenerateForm(backends=backends, inpainters=services.inpainter_options(project)),
         "backends": backends,
         "can_start": has_role(request.user, ML_ENGINEER),
     })
@@ -48,7 +48,7 @@ def build_index(request, slug):
 def generate_all(request, slug):
     project = get_object_or_404(Project, slug=slug)
     backends = services.backend_availability(project)
-    form = GenerateForm(request.POST, backends=backends)
+    form = GenerateForm(request.POST, backends=backends, inpainters=services.inpainter_options(project))
     if not form.is_valid():
         return render(request, "generation/project.html", {
             "project": project, "index_status": selectors.catalog_index_status(project),
@@ -71,7 +71,7 @@ def product_generation(request, slug, pk):
     if request.method == "POST":
         if not can_start:
             raise PermissionDenied(f"Starting generation is for: {ML_ENGINEER}.")
-        form = GenerateForm(request.POST, backends=backends)
+        form = GenerateForm(request.POST, backends=backends, inpainters=services.inpainter_options(project))
         if form.is_valid():
             data = form.cleaned_data
             job = services.start_generation_job(project, product=product, user=request.user,
@@ -82,7 +82,7 @@ def product_generation(request, slug, pk):
             return redirect("generation:job", pk=job.pk)
         status = 400
     else:
-        form = GenerateForm(backends=backends)
+        form = GenerateForm(backends=backends, inpainters=services.inpainter_options(project))
     return render(request, "generation/product.html", {
         "project": project,
         "product": product,

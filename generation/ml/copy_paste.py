@@ -39,7 +39,7 @@ from generation.ml.backends import (
     register,
 )
 from generation.ml.cutout import Cutout, cut_out_product
-from generation.ml.inpaint import AutoInpainter, Inpainter
+from generation.ml.inpaint import INPAINTER_NAMES, AutoInpainter, Inpainter, named_inpainter
 from generation.ml.retrieval import CatalogIndex, EmptyCatalog, placement_in_box, product_on_white
 from generation.ml.shadows import apply_shadow, composite, contact_shadow, feather_alpha, match_colour
 
@@ -298,6 +298,8 @@ def stage_on_scene(
         "inpainted_fraction": round(float(hole.mean()), 6),
         "inpainter": inpainter_name,
     }
+    if getattr(inp, "version", ""):
+        meta["inpainter_version"] = inp.version
     layers = _finish(plate, prod_rgb, prod_alpha, box, colour_match=colour_match, shadow_opacity=shadow_opacity, timings=timings, meta=meta)
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     timings["total_cpu_s"] = round(time.process_time() - c0, 4)  # process CPU time (1 thread: one core)
@@ -387,6 +389,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
         encoder=None,
         segmenter=None,
         inpainter: Inpainter | None = None,
+        wbl_model: str | os.PathLike | None = None,
         size: int = 512,
         fit_weight: float = 0.5,
     ):
@@ -395,6 +398,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
         self.encoder = encoder
         self.segmenter = segmenter
         self.inpainter = inpainter
+        self.wbl_model = wbl_model  # trained WBL artifact (or folder of versions) for inpainter="wbl"
         self.size = int(size)
         self.fit_weight = float(fit_weight)
 
@@ -404,6 +408,22 @@ class CopyPasteStagingBackend(GeneratorBackend):
         if len(self.index) == 0:
             return False, "the catalog index is empty: add staged catalog photos before generating"
         return True, ""
+
+    def _inpainter(self, name: str | None, version: str | None, seed: int) -> Inpainter:
+        """The constructor's inpainter object, else the one called ``name`` (default ``auto``);
+        ``version`` picks a WBL version inside ``wbl_model`` instead of the newest."""
+        if name is None and self.inpainter is not None:
+            return self.inpainter
+        name = name or "auto"
+        if name not in INPAINTER_NAMES:
+            raise GenerationFailed(f"unknown inpainter {name!r}; choose one of {', '.join(INPAINTER_NAMES)}")
+        model = self.wbl_model
+        if name == "wbl" and model is not None and version:
+            model = Path(model) / str(version)
+        try:
+            return named_inpainter(name, seed=seed, wbl_model=model)
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(f"the wbl inpainter is not available: {exc}") from None
 
     def _encoder(self):
         if self.encoder is None:
@@ -415,7 +435,9 @@ class CopyPasteStagingBackend(GeneratorBackend):
     def generate(self, product: ProductInput, *, seed: int, num_candidates: int = 1, **params: Any) -> list[StagedCandidate]:
         """``params``: ``index``, ``source`` (override the constructor's), ``category`` (override
         ``product.category``), ``size``, ``fit_weight``, ``scale``, ``exclude`` (catalog ids),
-        ``shadow_opacity``, ``colour_match``."""
+        ``shadow_opacity``, ``colour_match``, ``inpainter`` (one of `INPAINTER_NAMES`; default: the
+        constructor's inpainter object, else ``auto``), ``wbl_version`` (a version folder inside
+        ``wbl_model``; default the newest)."""
         index = params.get("index", self.index)
         source = params.get("source", self.source)
         if isinstance(index, (str, os.PathLike)):
@@ -426,6 +448,8 @@ class CopyPasteStagingBackend(GeneratorBackend):
             raise BackendUnavailable("copy-paste needs a catalog source to read the retrieved scenes")
         if num_candidates < 1:
             raise GenerationFailed("num_candidates must be at least 1")
+        inpainter_name, wbl_version = params.get("inpainter"), params.get("wbl_version")
+        self._inpainter(inpainter_name, wbl_version, seed)  # a bad name or a missing model fails before any work
         t_all = time.perf_counter()
         cut, t_cut = _product_cutout(product, self.segmenter)
         t = time.perf_counter()
@@ -472,7 +496,7 @@ class CopyPasteStagingBackend(GeneratorBackend):
             except KeyError:
                 failures.append(f"{hit.item_id}: not found in the catalog source")
                 continue
-            inp = self.inpainter if self.inpainter is not None else AutoInpainter(seed=seed + rank)
+            inp = self._inpainter(inpainter_name, wbl_version, seed + rank)
             try:
                 layers, meta = stage_on_scene(
                     cut,

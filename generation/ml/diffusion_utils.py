@@ -42,7 +42,9 @@ def save_versioned_artifact(output_dir: str | os.PathLike, weights: dict[str, di
     for k in sorted(primary):
         digest.update(k.encode())
         digest.update(primary[k].numpy().tobytes())
-    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + digest.hexdigest()[:8]
+    now = time.time()
+    # milliseconds: the newest version is found by sorting names, and short runs finish within a second
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}-" + digest.hexdigest()[:8]
     out_dir = Path(output_dir) / version
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, state in states.items():

@@ -21,10 +21,16 @@ Implementations here (no weights, no Django):
   run on a crop around the hole so the cost follows the hole, not the image; a crop over
   ``max_work_pixels`` is filled on a downscaled copy (the fill is then slightly softer).
 * `AutoInpainter` — OpenCV for holes no thicker than ``thin_px``, PatchMatch otherwise.
+
+`named_inpainter(name, seed=..., wbl_model=...)` builds one by the name users pick
+(`INPAINTER_NAMES`); ``"wbl"`` loads the learned inpainter of `wbl_inpainter.py` (torch, imported
+only then) from a trained artifact folder or its parent (newest version).
 """
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -37,7 +43,11 @@ __all__ = [
     "AutoInpainter",
     "default_inpainter",
     "hole_thickness",
+    "INPAINTER_NAMES",
+    "named_inpainter",
 ]
+
+INPAINTER_NAMES = ("auto", "telea", "ns", "patchmatch", "wbl")
 
 
 @runtime_checkable
@@ -196,3 +206,34 @@ class AutoInpainter:
 
 def default_inpainter(seed: int = 0) -> AutoInpainter:
     return AutoInpainter(seed=seed)
+
+
+_WBL_CACHE: dict[Path, Inpainter] = {}  # artifact folder -> loaded model (version folders never change)
+_WBL_LOCK = threading.Lock()
+
+
+def named_inpainter(name: str, *, seed: int = 0, wbl_model: str | os.PathLike | None = None) -> Inpainter:
+    """The inpainter called ``name`` (one of `INPAINTER_NAMES`).
+
+    ``wbl_model`` (only for ``"wbl"``): a trained WBL artifact folder, or a folder of versions (the
+    newest is used). Raises ``ValueError`` for an unknown name and ``FileNotFoundError`` when no
+    trained WBL model is there; a loaded model is kept per process.
+    """
+    if name == "auto":
+        return AutoInpainter(seed=seed)
+    if name in ("telea", "ns"):
+        return OpenCVInpainter(name, radius=5)
+    if name == "patchmatch":
+        return PatchMatchInpainter(patch_size=3, seed=seed)
+    if name != "wbl":
+        raise ValueError(f"unknown inpainter {name!r}; choose one of {', '.join(INPAINTER_NAMES)}")
+    if wbl_model is None:
+        raise FileNotFoundError("no trained WBL inpainter is configured; train one first (manage.py train_inpainter)")
+    from generation.ml.wbl_inpainter import WblInpainter, find_artifact
+
+    art = find_artifact(wbl_model).resolve()
+    with _WBL_LOCK:
+        if art not in _WBL_CACHE:
+            # staging runs in CPU workers (often forked): a few small convs do not need a GPU
+            _WBL_CACHE[art] = WblInpainter.load(art, device="cpu")
+        return _WBL_CACHE[art]

@@ -200,3 +200,33 @@ def test_wide_product_on_a_narrow_stage_is_shrunk_to_fit(juice):
     layers, meta = paste_on_stage(cut, portrait, size=256)
     x0, y0, x1, y1 = meta["placement_box"]
     assert x1 - x0 <= 0.9 * meta["scene_size"][0] + 1 and y1 - y0 < 0.42 * 256
+
+
+def test_inpainter_is_chosen_by_name_and_wbl_loads_the_newest_trained_model(tmp_path, catalog, juice):
+    from generation.ml.wbl_inpainter import WblConfig, train_wbl_inpainter
+
+    index, source = catalog
+    product = ProductInput(juice[0], "can", mask=juice[1])
+    backend = CopyPasteStagingBackend(index, source, size=SIZE, wbl_model=tmp_path / "wbl")
+    names = {name: backend.generate(product, seed=0, num_candidates=1, inpainter=name)[0].metadata["inpainter"]
+             for name in ("telea", "ns", "patchmatch")}
+    assert names == {"telea": "opencv-telea", "ns": "opencv-ns", "patchmatch": "patchmatch-p3"}
+    with pytest.raises(GenerationFailed, match="unknown inpainter 'lama'"):
+        backend.generate(product, seed=0, inpainter="lama")
+    with pytest.raises(BackendUnavailable, match="no trained WBL inpainter"):
+        backend.generate(product, seed=0, inpainter="wbl")
+
+    # a few training steps on the catalog scenes, then staging through the learned inpainter
+    rgbs, alphas = zip(*(source.get(i) for i in ("can/00.jpg", "can/02.jpg")))
+    cfg = WblConfig(steps=3, batch_size=2, crop=48, max_side=96, width=8, n_res=1, output_dir=str(tmp_path / "wbl"))
+    first = train_wbl_inpainter(list(rgbs), [a > 0.5 for a in alphas], cfg, device="cpu")
+    newest = train_wbl_inpainter(list(rgbs), [a > 0.5 for a in alphas], cfg, device="cpu")
+    out = backend.generate(product, seed=0, num_candidates=2, inpainter="wbl")
+    assert [c.metadata["inpainter"] for c in out] == ["wbl", "wbl"]
+    assert {c.metadata["inpainter_version"] for c in out} == {newest.name}
+    pinned = backend.generate(product, seed=0, num_candidates=1, inpainter="wbl", wbl_version=first.name)[0]
+    assert pinned.metadata["inpainter_version"] == first.name
+    telea = backend.generate(product, seed=0, num_candidates=1, inpainter="telea")[0]
+    layers = out[0].layers
+    assert layers.clean_plate.shape == telea.layers.clean_plate.shape
+    assert not np.array_equal(layers.clean_plate, telea.layers.clean_plate)  # the network's fill, not Telea's

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
@@ -168,3 +168,36 @@ def test_commands_build_generate_and_train_inpainter(demo_project, capsys):
     mv = ModelVersion.objects.get(project=demo_project, kind="inpainter")
     assert mv.version == 1 and (Path(mv.artifact_path) / "wbl_inpainter.safetensors").is_file()
     assert mv.training_snapshot["count"] == 2 and mv.training_run.state == "succeeded"
+
+
+def test_copy_paste_with_the_projects_trained_wbl_inpainter(demo_project, capsys):
+    _keep_catalog(demo_project, "can", 2)
+    services.build_catalog_index(demo_project)
+    product = _product(demo_project, "milk")
+    wbl = {**SMALL, "inpainter": "wbl"}
+    # Nothing trained yet: the job fails with what to do, and writes nothing.
+    job = services.create_generation_job(demo_project, product=product, num_candidates=1, params=wbl,
+                                         with_parallax=False)
+    job = services.run_generation_job(job.pk)
+    assert job.state == "failed" and "no WBL inpainter trained" in job.log and "train_inpainter" in job.log
+    assert not Generation.objects.exists()
+
+    first = Path(services.train_inpainter(demo_project, steps=2, size=32).artifact_path).name
+    call_command("generate", "--project", demo_project.slug, "--product", str(product.pk), "--inpainter", "wbl",
+                 "--candidates", "2", "--params", json.dumps(SMALL), "--no-parallax")
+    gens = list(Generation.objects.filter(product=product).order_by("candidate_index"))
+    assert len(gens) == 2
+    for g in gens:
+        # the version used is pinned in the params: the params hash follows the model
+        assert g.params == {**wbl, "wbl_version": first}
+        assert g.metadata["inpainter"] == "wbl" and g.metadata["inpainter_version"] == first
+    with pytest.raises(CommandError, match="copy-paste backend only"):
+        call_command("generate", "--project", demo_project.slug, "--backend", "paste-on-stage", "--inpainter", "ns")
+
+    # A newer model makes new candidates; the older one can still be asked for by version (reused).
+    newer = Path(services.train_inpainter(demo_project, steps=1, size=32).artifact_path).name
+    again = services.generate_for_product(product, "copy-paste", num_candidates=1, params=wbl, with_parallax=False)
+    assert again.created == 1 and again.generations[0].metadata["inpainter_version"] == newer != first
+    pinned = services.generate_for_product(product, "copy-paste", num_candidates=1,
+                                           params={**wbl, "wbl_version": first}, with_parallax=False)
+    assert pinned.reused == 1 and pinned.generations[0].pk == gens[0].pk

@@ -2,7 +2,7 @@
 import pytest
 from django.urls import reverse
 
-from core.models import Product
+from core.models import CatalogImage, Product
 from generation import services
 from generation.models import GenerationJob
 
@@ -85,3 +85,28 @@ def test_project_buttons_start_index_and_all_products_jobs(client, demo_project,
                     {"backend": "paste-on-stage", "seed": 0, "num_candidates": 1})
     assert len(callbacks) == 2
     assert sorted(GenerationJob.objects.values_list("kind", flat=True)) == ["index", "project"]
+
+
+def test_inpainter_choice_on_the_form(client, demo_project, product, ml_engineer, django_capture_on_commit_callbacks):
+    client.force_login(ml_engineer)
+    url = reverse("generation:product", args=[demo_project.slug, product.pk])
+    page = client.get(url).content.decode()
+    assert '<select name="inpainter">' in page and 'value="auto" selected' in page
+    assert 'value="wbl" disabled' in page and "not trained yet" in page
+    response = client.post(url, {"backend": "paste-on-stage", "seed": 0, "num_candidates": 1, "inpainter": "wbl"})
+    assert response.status_code == 400 and "wbl is unavailable" in response.content.decode()
+    response = client.post(url, {"backend": "paste-on-stage", "seed": 0, "num_candidates": 1, "inpainter": "ns"})
+    assert response.status_code == 400 and "copy-paste backend only" in response.content.decode()
+    assert GenerationJob.objects.count() == 0
+
+    keep = CatalogImage.objects.filter(project=demo_project, kind="staged").order_by("id").values_list("pk", flat=True)
+    CatalogImage.objects.filter(project=demo_project, kind="staged").exclude(pk__in=list(keep[:2])).delete()
+    version = services.train_inpainter(demo_project, steps=1, size=32).artifact_path.rsplit("/", 1)[-1]
+    page = client.get(url).content.decode()
+    assert f'value="wbl" >wbl ({version})' in page
+    services.build_catalog_index(demo_project)
+    with django_capture_on_commit_callbacks():
+        response = client.post(url, {"backend": "copy-paste", "seed": 0, "num_candidates": 1, "inpainter": "wbl",
+                                     "params": '{"size": 256}'})
+    assert response.status_code == 302
+    assert GenerationJob.objects.get().options["params"] == {"size": 256, "inpainter": "wbl"}

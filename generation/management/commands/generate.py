@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation import services
 from generation.management.commands._common import get_project
-from generation.ml.backends import BackendUnavailable
+from generation.ml.backends import BackendUnavailable, GenerationFailed
+from generation.ml.inpaint import INPAINTER_NAMES
 from generation.models import GenerationJob
 
 
@@ -18,9 +19,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--candidates", type=int, default=3)
         parser.add_argument("--params", default="{}", help='backend params as a JSON object, e.g. \'{"scale": 0.9}\'')
+        parser.add_argument("--inpainter", choices=INPAINTER_NAMES, default="auto",
+                            help="copy-paste's inpainter (wbl: the project's newest trained WBL model)")
         parser.add_argument("--no-parallax", action="store_true", help="skip the parallax video")
 
-    def handle(self, project, product, backend, seed, candidates, params, no_parallax, **options):
+    def handle(self, project, product, backend, seed, candidates, params, inpainter, no_parallax, **options):
         proj = get_project(project)
         prod = None
         if product is not None:
@@ -33,11 +36,13 @@ class Command(BaseCommand):
             raise CommandError(f"--params is not valid JSON: {exc}")
         if not isinstance(params, dict):
             raise CommandError("--params must be a JSON object")
+        backends = backend or [services.DEFAULT_BACKEND]
         try:
-            job = services.create_generation_job(proj, product=prod, backends=backend or [services.DEFAULT_BACKEND],
+            params = services.with_inpainter(params, backends, inpainter)
+            job = services.create_generation_job(proj, product=prod, backends=backends,
                                                  seed=seed, num_candidates=candidates, params=params,
                                                  with_parallax=not no_parallax)
-        except (BackendUnavailable, ValueError, TypeError) as exc:
+        except (BackendUnavailable, GenerationFailed, ValueError, TypeError) as exc:
             raise CommandError(str(exc))
         job = services.run_generation_job(job.pk, echo=self.stdout.write)
         if job.state != GenerationJob.State.SUCCEEDED:
