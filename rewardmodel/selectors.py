@@ -26,9 +26,10 @@ def recent_runs(project: Project, limit: int = 10):
 
 
 def labels_since(project: Project, since=None) -> int:
-    """Pairwise + single-image labels of the project created after `since` (all when None)."""
+    """Pairwise + "background appropriate" image labels of the project created after `since` (all when
+    None). Image labels that only answer "product intact" train the consistency checker, not this model."""
     pairs = PairwiseLabel.objects.filter(task__project=project)
-    images = ImageLabel.objects.filter(generation__product__project=project)
+    images = ImageLabel.objects.filter(generation__product__project=project, background_appropriate__isnull=False)
     if since is not None:
         pairs, images = pairs.filter(created_at__gt=since), images.filter(created_at__gt=since)
     return pairs.count() + images.count()

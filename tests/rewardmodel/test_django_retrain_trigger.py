@@ -8,9 +8,10 @@ import pytest
 from django.core.cache import cache
 
 from annotate import services as annotate
-from annotate.models import Assignment
+from annotate.models import Assignment, ImageLabel
 from core.models import TrainingRun
 from gating.services import review
+from rewardmodel.selectors import labels_since
 from rewardmodel.tasks import maybe_retrain as maybe_retrain_task
 from tests.rewardmodel.test_django_data import build_labelled_project, reward_settings  # noqa: F401  (fixture)
 
@@ -118,3 +119,16 @@ def test_with_automatic_retraining_off_labels_start_no_run(demo_project, make_us
     for _ in range(3):
         committed(django_capture_on_commit_callbacks, lambda: submit_image(second, demo_project))
     assert TrainingRun.objects.filter(project=demo_project).count() == 1  # the fixture's finished run
+
+
+def test_product_intact_only_labels_do_not_count_towards_retraining(demo_project, make_user, project_with_history,
+                                                                     settings, django_capture_on_commit_callbacks):
+    settings.STAGECRAFT_RETRAIN_EVERY_N_LABELS = 1
+    settings.STAGECRAFT_RETRAIN_CHECK_SECONDS = 0
+    before = labels_since(demo_project)
+    consistency_only = project_with_history["bad"][2]
+    committed(django_capture_on_commit_callbacks, lambda: ImageLabel.objects.create(
+        generation=consistency_only, annotator=make_user("ann2", "annotator"), product_intact=False))
+    assert labels_since(demo_project) == before
+    assert auto_runs(demo_project) == []
+
