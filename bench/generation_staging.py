@@ -18,28 +18,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _generation_common import data_root, manifest, segmented_catalog  # first: sets threads, sys.path
 
 import numpy as np  # noqa: E402
-
-SHARED = Path("/work/shared/data")
-
-
-def data_root() -> Path:
-    return SHARED if (SHARED / "manifest.jsonl").is_file() else REPO / "sample_data"
-
-
-def manifest(kind: str) -> list[dict]:
-    root = data_root()
-    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    return [dict(r, path=str(root / r["file"])) for r in rows if r["kind"] == kind]
 
 
 def peak_rss_mb() -> float:
@@ -68,11 +52,11 @@ def main() -> None:
     cv2.setNumThreads(1)
     from core.ml.embeddings import default_image_encoder
     from core.ml.images import load_rgb
-    from core.ml.segmentation import default_segmenter, segment_product
+    from core.ml.segmentation import default_segmenter
     from generation.ml.backends import ProductInput
-    from generation.ml.copy_paste import CopyPasteStagingBackend, InMemoryCatalogSource, PasteOnStageBackend
+    from generation.ml.copy_paste import CopyPasteStagingBackend, PasteOnStageBackend
     from generation.ml.parallax import render_parallax
-    from generation.ml.retrieval import CatalogIndex, CatalogPhoto
+    from generation.ml.retrieval import CatalogIndex
 
     rss0 = peak_rss_mb()
     t = time.perf_counter()
@@ -82,14 +66,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     staged = manifest("staged")
     staged = [staged[i] for i in sorted(rng.permutation(len(staged))[: args.catalog])]
-    source, photos = InMemoryCatalogSource(), []
     t = time.perf_counter()
-    for r in staged:
-        rgb = load_rgb(r["path"])
-        alpha = segment_product(rgb, segmenter).alpha
-        item = r["file"]
-        source.put(item, rgb, alpha)
-        photos.append(CatalogPhoto(item, r["category"], rgb, alpha))
+    source, photos = segmented_catalog(staged, segmenter)
     seg_s = time.perf_counter() - t
     t = time.perf_counter()
     index = CatalogIndex.build(photos, encoder=encoder, segmenter=segmenter)
