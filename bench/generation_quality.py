@@ -1,10 +1,14 @@
 """Distribution distance of staged images to held-out *real* staged photos: retrieval-assisted
-copy-paste vs pasting on a random stage (the comparison in Ku et al., AdKDD 2023).
+copy-paste vs the pix2pix-style baseline vs pasting on a random stage (the comparison in Ku et
+al., AdKDD 2023).
 
 Data (/work/shared/data when present, else sample_data): the real staged photos are split per
-subject folder into a *catalog* half (scenes copy-paste retrieves from) and a *held-out* half
-(the reference set, never used for generation). Grocery product photos on white are staged by
-both backends, one candidate each, at 512 px.
+subject folder into a *catalog* half (scenes copy-paste retrieves from, and pix2pix's training
+pairs: the product cut out onto white -> the photo) and a *held-out* half (the reference set,
+never used for generation or training). Grocery product photos on white are staged by each
+backend, one candidate each: copy-paste and paste-on-stage at 512 px; pix2pix is trained here
+on CPU at a small size (default 128 px, ngf 16, 1000 steps of batch 4: a few CPU minutes) and
+its output is upscaled to the product photo's size, the product pasted back exactly.
 
 Metrics (all images centre-cropped to square first):
 * **KID** (unbiased MMD², cubic polynomial kernel, as in torch-fidelity) on the standard FID
@@ -21,29 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _generation_common import data_root, manifest, segmented_catalog  # first: sets threads, sys.path
 
 import numpy as np  # noqa: E402
-
-SHARED = Path("/work/shared/data")
-
-
-def data_root() -> Path:
-    return SHARED if (SHARED / "manifest.jsonl").is_file() else REPO / "sample_data"
-
-
-def manifest(kind: str) -> list[dict]:
-    root = data_root()
-    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    return [dict(r, path=str(root / r["file"])) for r in rows if r["kind"] == kind]
 
 
 def square(rgb: np.ndarray) -> np.ndarray:
@@ -109,6 +96,11 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=30)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--no-inception", action="store_true")
+    ap.add_argument("--pix2pix-steps", type=int, default=1000, help="0: no pix2pix row")
+    ap.add_argument("--pix2pix-size", type=int, default=128, help="pix2pix working size (power of two >= 64)")
+    ap.add_argument("--pix2pix-ngf", type=int, default=16, help="pix2pix generator/discriminator width")
+    ap.add_argument("--pix2pix-artifact", type=str, default="", help="use this trained pix2pix model")
+    ap.add_argument("--pix2pix-out", type=str, default="/tmp/stagecraft_bench_pix2pix")
     ap.add_argument("--json", type=str, default="")
     ap.add_argument("--out", type=str, default="")
     args = ap.parse_args()
@@ -122,8 +114,9 @@ def main() -> None:
     from core.ml.images import load_rgb
     from core.ml.segmentation import default_segmenter, segment_product
     from generation.ml.backends import ProductInput
-    from generation.ml.copy_paste import CopyPasteStagingBackend, InMemoryCatalogSource, PasteOnStageBackend
-    from generation.ml.retrieval import CatalogIndex, CatalogPhoto
+    from generation.ml.copy_paste import CopyPasteStagingBackend, PasteOnStageBackend
+    from generation.ml.pix2pix import Pix2PixBackend, Pix2PixConfig, train_pix2pix
+    from generation.ml.retrieval import CatalogIndex
 
     t_start = time.perf_counter()
     encoder, segmenter = default_image_encoder(), default_segmenter()
@@ -136,24 +129,33 @@ def main() -> None:
         rows = sorted(rows, key=lambda r: r["file"])
         catalog_rows += rows[0::2]
         heldout_rows += rows[1::2]
-    source, photos = InMemoryCatalogSource(), []
-    for r in catalog_rows:
-        rgb = load_rgb(r["path"])
-        f = args.size / max(rgb.shape[:2])
-        rgb = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)
-        alpha = segment_product(rgb, segmenter).alpha
-        source.put(r["file"], rgb, alpha)
-        photos.append(CatalogPhoto(r["file"], r["category"], rgb, alpha))
+    source, photos = segmented_catalog(catalog_rows, segmenter, size=args.size)
     index = CatalogIndex.build(photos, encoder=encoder)
     catalog_real = [square(p.rgb) for p in photos]
     heldout_real = [square(load_rgb(r["path"])) for r in heldout_rows]
+
+    pix2pix, pix2pix_info = None, {}
+    if args.pix2pix_artifact or args.pix2pix_steps > 0:
+        artifact = args.pix2pix_artifact
+        if not artifact:
+            cfg = Pix2PixConfig(steps=args.pix2pix_steps, size=args.pix2pix_size,
+                                n_down=int(np.log2(args.pix2pix_size)), ngf=args.pix2pix_ngf, ndf=args.pix2pix_ngf,
+                                batch_size=4, log_every=max(1, args.pix2pix_steps // 10), output_dir=args.pix2pix_out)
+            t, c = time.perf_counter(), time.process_time()
+            # the catalog half only: the held-out photos stay unseen by every backend
+            artifact = train_pix2pix([p.rgb for p in photos], [p.alpha for p in photos], cfg, device="cpu")
+            pix2pix_info = {"train_wall_s": round(time.perf_counter() - t, 1),
+                            "train_cpu_s": round(time.process_time() - c, 1), "pairs": len(photos)}
+        pix2pix = Pix2PixBackend(artifact, device="cpu")
+        meta = json.loads((Path(str(artifact)) / "config.json").read_text())
+        pix2pix_info.update(artifact=str(artifact), config=meta["config"], final_l1=meta["final_l1"])
 
     rng = np.random.default_rng(0)
     products = manifest("product_plain")
     products = [products[i] for i in rng.permutation(len(products))[: args.products]]
     copy_paste = CopyPasteStagingBackend(index, source, encoder=encoder, segmenter=segmenter, size=args.size)
     baseline = PasteOnStageBackend(str(data_root() / "stages"), segmenter=segmenter, size=args.size)
-    cp_images, base_images, failures = [], [], []
+    cp_images, base_images, p2p_images, failures = [], [], [], []
     for i, r in enumerate(products):
         rgb = load_rgb(r["path"])
         alpha = segment_product(rgb, segmenter).alpha
@@ -164,14 +166,22 @@ def main() -> None:
             base_images.append(square(baseline.generate(product, seed=i, num_candidates=1)[0].image))
         except Exception as exc:  # report, keep going
             failures.append(f"{r['file']}: {exc}")
+        if pix2pix is not None:
+            try:
+                p2p_images.append(square(pix2pix.generate(product, seed=i, num_candidates=1)[0].image))
+            except Exception as exc:
+                failures.append(f"{r['file']} (pix2pix): {exc}")
     gen_s = time.perf_counter() - t_start
 
     sets = {"heldout_real": heldout_real, "catalog_real": catalog_real, "copy_paste": cp_images, "paste_on_stage": base_images}
+    if pix2pix is not None:
+        sets["pix2pix"] = p2p_images
     result = {
         "data_root": str(data_root()),
         "set_sizes": {k: len(v) for k, v in sets.items()},
         "failures": failures,
         "generation_wall_s": round(gen_s, 1),
+        "pix2pix": pix2pix_info,
     }
     extractors = [("efficientnet_lite0_nonstandard", lambda ims: encoder.encode(ims, batch_size=8).astype(np.float64))]
     if not args.no_inception:
@@ -183,7 +193,7 @@ def main() -> None:
         t = time.perf_counter()
         feats = {k: fx(v) for k, v in sets.items()}
         rows = {}
-        for k in ("catalog_real", "copy_paste", "paste_on_stage"):
+        for k in [k for k in sets if k != "heldout_real"]:
             mean, std, m = kid(feats[k], feats["heldout_real"])
             rows[f"{k}_vs_heldout_real"] = {
                 "KID_x1000": round(mean * 1000, 3),
@@ -201,8 +211,9 @@ def main() -> None:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        n = min(8, len(cp_images))
-        tiles = [np.hstack([cv2.resize(s[i], (160, 160)) for i in range(n)]) for s in (cp_images, base_images)]
+        rows = [s for s in (cp_images, p2p_images, base_images) if s]
+        n = min(8, *(len(s) for s in rows))
+        tiles = [np.hstack([cv2.resize(s[i], (160, 160)) for i in range(n)]) for s in rows]
         Image.fromarray(np.vstack(tiles)).save(out / "quality_sheet.jpg", quality=88)
 
 
