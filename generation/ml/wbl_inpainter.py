@@ -193,6 +193,14 @@ def canny_edges(rgb: np.ndarray, cfg: WblConfig) -> np.ndarray:
     return (cv2.Canny(grey, cfg.canny_low, cfg.canny_high) > 0).astype(np.float32)
 
 
+def known_edges(rgb: np.ndarray, unknown: np.ndarray, cfg: WblConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(Telea-filled image, Canny edges of the known pixels). The edges are taken on the filled
+    image so that whatever the hole holds (zeros, the old product) leaves no edge along its
+    boundary; training computes them the same way, so the network never sees such edges."""
+    filled = classical_prefill(rgb, unknown, "telea")
+    return filled, canny_edges(filled, cfg) * ~unknown
+
+
 def boundary_weights(hole: np.ndarray, alpha: float = 4.0, tau: float = 3.0) -> np.ndarray:
     """W_mask: 0 outside the hole, 1 + alpha * exp(-(d - 1) / tau) inside, d = distance (px) to
     the nearest known pixel (1 at the hole's boundary), so weights grow toward the boundary."""
@@ -281,10 +289,11 @@ def prepare_examples(images: Sequence[Any], masks: Sequence[Any] | None, cfg: Wb
 
 
 def sample_batch(examples, rng: np.random.Generator, cfg: WblConfig, batch_size: int):
-    """(rgb, grey, edges, input_mask, loss_weights, prefill or None) tensors, N x C x crop x crop,
-    values in [0, 1]."""
+    """(rgb, grey, edges, input edges, input_mask, loss_weights, prefill or None) tensors,
+    N x C x crop x crop, values in [0, 1]; ``edges`` are the true image's (the edge target), the
+    input edges those `known_edges` gives at inference."""
     c = cfg.crop
-    rgbs, edges, masks, weights, prefills = [], [], [], [], []
+    rgbs, edges, edges_in, masks, weights, prefills = [], [], [], [], [], []
     for _ in range(batch_size):
         rgb, pm, e = examples[int(rng.integers(len(examples)))]
         hole = silhouette_gap_mask(pm, rng, cfg)
@@ -303,16 +312,18 @@ def sample_batch(examples, rng: np.random.Generator, cfg: WblConfig, batch_size:
         edges.append(np.ascontiguousarray(ed))
         masks.append(np.ascontiguousarray(unknown))
         weights.append(boundary_weights(hole_c, cfg.boundary_alpha, cfg.boundary_tau))
-        pre = classical_prefill(rgbs[-1], masks[-1], cfg.prefill)
-        if pre is not None:
-            prefills.append(pre)
+        filled, e_in = known_edges(rgbs[-1], masks[-1], cfg)
+        edges_in.append(e_in)
+        if cfg.prefill != "none":
+            prefills.append(filled)
     rgb_t = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
     grey_t = (0.299 * rgb_t[:, 0:1] + 0.587 * rgb_t[:, 1:2] + 0.114 * rgb_t[:, 2:3])
     edge_t = torch.from_numpy(np.stack(edges))[:, None].float()
+    edge_in_t = torch.from_numpy(np.stack(edges_in))[:, None].float()
     mask_t = torch.from_numpy(np.stack(masks))[:, None].float()
     w_t = torch.from_numpy(np.stack(weights))[:, None].float()
     pre_t = torch.from_numpy(np.stack(prefills)).permute(0, 3, 1, 2).float() / 255.0 if prefills else None
-    return rgb_t, grey_t, edge_t, mask_t, w_t, pre_t
+    return rgb_t, grey_t, edge_t, edge_in_t, mask_t, w_t, pre_t
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -337,6 +348,8 @@ def train_wbl_inpainter(
     cfg = config if isinstance(config, WblConfig) else WblConfig.from_json(config or {})
     if cfg.crop % 4:
         raise ValueError("config.crop must be a multiple of 4")
+    if cfg.prefill not in ("telea", "none"):
+        raise ValueError(f"unknown prefill {cfg.prefill!r}; use 'telea' or 'none'")
     dev = resolve_device(device)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -355,13 +368,13 @@ def train_wbl_inpainter(
         decay = 0.5 * (1 + math.cos(math.pi * (step - 1) / max(1, cfg.steps - 1)))
         for group in opt.param_groups:
             group["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * decay)
-        rgb, grey, edges, mask, w, pre = (None if t is None else t.to(dev)
-                                          for t in sample_batch(examples, rng, cfg, cfg.batch_size))
-        e_pred = nets.predict_edges(grey, edges, mask)
+        rgb, grey, edges, edges_in, mask, w, pre = (None if t is None else t.to(dev)
+                                                    for t in sample_batch(examples, rng, cfg, cfg.batch_size))
+        e_pred = nets.predict_edges(grey, edges_in, mask)
         edge_loss = weighted_boundary_loss(edges, e_pred, w)
         use_gt = rng.random() < cfg.gt_edge_prob
         e_in = edges if use_gt else e_pred.detach()
-        e_full = edges * (1 - mask) + e_in * mask
+        e_full = edges_in * (1 - mask) + e_in * mask
         out = nets.fill(rgb, e_full, mask, pre)
         image_loss = weighted_boundary_loss(rgb, out, w)
         loss = edge_loss + cfg.image_weight * image_loss
@@ -424,13 +437,12 @@ class WblInpainter:
         """Network fill of `unknown` for a crop; returns (rgb float [0,1], edges) at crop size."""
         h, w = unknown.shape
         ph, pw = (-h) % 4, (-w) % 4
-        edges = canny_edges(rgb, self.cfg) * (~unknown)
+        filled, edges = known_edges(rgb, unknown, self.cfg)
         rgb_t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255.0)
         grey_t = 0.299 * rgb_t[:, 0:1] + 0.587 * rgb_t[:, 1:2] + 0.114 * rgb_t[:, 2:3]
         e_t = torch.from_numpy(edges)[None, None].float()
         m_t = torch.from_numpy(unknown.astype(np.float32))[None, None]
-        pre = classical_prefill(rgb, unknown, self.cfg.prefill)
-        pre_t = None if pre is None else torch.from_numpy(pre).permute(2, 0, 1)[None].float().div(255.0)
+        pre_t = None if self.cfg.prefill == "none" else torch.from_numpy(filled).permute(2, 0, 1)[None].float().div(255.0)
         if ph or pw:
             pad = (0, pw, 0, ph)
             rgb_t, grey_t, e_t = (F.pad(t, pad, mode="replicate") for t in (rgb_t, grey_t, e_t))
