@@ -98,3 +98,51 @@ def constructed_pairs(n_pairs: int, bads_per_good: int = 2, size: int = 256, see
                    "good": pair.good, "bad": pair.bad, "defect": defect}
             n += 1
         k += 1
+
+
+def learning_set(max_train: int, n_val: int, root: Path | None = None) -> dict:
+    """The learning benches' data: constructed (NOT human) pairs, split 80/20 by product, enough for
+    ``max_train`` training pairs and ``n_val`` held-out pairs.
+
+    Returns images (key -> RGB), labels, defect_of (label -> defect), aesthetic (key -> proxy),
+    train (the training pool, in a fixed random order: the first N pairs are the N-pair set) and
+    val (at most ``n_val`` held-out pairs of products never trained on)."""
+    from rewardmodel.ml import PairwiseLabel, aesthetic_proxy, split_by_product
+
+    # the split is by whole products, so the training side can fall a little short of 80 %
+    n_pairs = max(int(max_train / 0.75), int((max_train + n_val) * 1.05))
+    images, labels, defect_of, aesthetic = {}, [], {}, {}
+    for rec in constructed_pairs(n_pairs, bads_per_good=2, size=256, seed=0, root=root):
+        okey = "orig-" + rec["product_id"]
+        images.setdefault(okey, rec["original"])
+        for kk, img in ((rec["good_key"], rec["good"]), (rec["bad_key"], rec["bad"])):
+            if kk not in images:
+                images[kk] = img
+                aesthetic[kk] = aesthetic_proxy(img)
+        # alternate which side is A so "A better" is not a shortcut
+        if len(labels) % 2:
+            lab = PairwiseLabel(rec["product_id"], okey, rec["good_key"], rec["bad_key"], "a", rec["category"])
+        else:
+            lab = PairwiseLabel(rec["product_id"], okey, rec["bad_key"], rec["good_key"], "b", rec["category"])
+        labels.append(lab)
+        defect_of[lab] = rec["defect"]
+    train_all, val = split_by_product(labels, 0.2, seed=0)
+    order = np.random.default_rng(0).permutation(len(train_all))
+    return {"images": images, "labels": labels, "defect_of": defect_of, "aesthetic": aesthetic,
+            "train": [train_all[i] for i in order], "val": val[:n_val]}
+
+
+def cached_features(images: dict, keys, image_size: int = 224) -> dict:
+    """EfficientNet-Lite0 features of ``images[k]`` for ``keys`` through the bench's feature cache
+    (keyed by content hash, so a rerun encodes nothing)."""
+    from core.ml.embeddings import EfficientNetLiteEncoder
+    from rewardmodel.ml import EfficientNetBackbone, FeatureCache
+    from rewardmodel.ml.data import image_key
+
+    backbone = EfficientNetBackbone(EfficientNetLiteEncoder("lite0", image_size=image_size))
+    key_of = {k: image_key(images[k]) for k in dict.fromkeys(keys)}
+    by_hash = FeatureCache(OUT / "reward_feature_cache").image_features(
+        backbone, list(key_of.values()), {h: images[k] for k, h in key_of.items()}.__getitem__, batch_size=16,
+        progress=lambda d, n, m: print(f"  {image_size} px: {m}", flush=True) if d % 800 < 16 or d == n else None,
+    )
+    return {k: by_hash[h] for k, h in key_of.items()}

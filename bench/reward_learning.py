@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from reward_common import OUT, Timer, constructed_pairs, data_root, peak_rss_mb, set_threads
+from reward_common import OUT, Timer, cached_features, data_root, learning_set, load_note, peak_rss_mb, set_threads
 
 
 def main():
@@ -35,18 +35,13 @@ def main():
     threads = set_threads(args.threads)
 
     from rewardmodel.ml import (
-        EfficientNetBackbone,
-        FeatureCache,
-        PairwiseLabel,
         TrainConfig,
-        aesthetic_proxy,
         cosine_score_fn,
         evaluate_examples,
         head_score_fn,
         split_by_product,
         train_reward_head,
     )
-    from rewardmodel.ml.data import image_key
 
     sizes = [100, 300, 1000] if args.quick else [100, 300, 1000, 3000]
     n_val_target = 300 if args.quick else 600
@@ -54,54 +49,25 @@ def main():
         sizes = [int(x) for x in args.sizes.split(",")]
     if args.val:
         n_val_target = args.val
-    # 80/20 product split, so build enough pairs for the largest training size + validation
-    n_total = int((max(sizes) + n_val_target) * 1.05)
     root = data_root()
-    print(f"data: {root}; threads: {threads}; building {n_total} constructed pairs")
+    print(f"data: {root}; threads: {threads}; {load_note()}")
 
-    images, labels, defect_of, aesthetic = {}, [], {}, {}
     with Timer() as t_build:
-        for rec in constructed_pairs(n_total, bads_per_good=2, size=256, seed=0, root=root):
-            okey = "orig-" + rec["product_id"]
-            images.setdefault(okey, rec["original"])
-            for kk, img in ((rec["good_key"], rec["good"]), (rec["bad_key"], rec["bad"])):
-                if kk not in images:
-                    images[kk] = img
-                    aesthetic[kk] = aesthetic_proxy(img)
-            # alternate which side is A so "A better" is not a shortcut
-            if len(labels) % 2:
-                lab = PairwiseLabel(rec["product_id"], okey, rec["good_key"], rec["bad_key"], "a", rec["category"])
-            else:
-                lab = PairwiseLabel(rec["product_id"], okey, rec["bad_key"], rec["good_key"], "b", rec["category"])
-            labels.append(lab)
-            defect_of[lab] = rec["defect"]
-    print(f"built {len(labels)} pairs, {len(images)} images in {t_build.seconds:.0f} s")
-
-    backbone = EfficientNetBackbone()
-    cache = FeatureCache(OUT / "reward_feature_cache")
-    # cache keys: content hash of the constructed image (stable across runs with the same seed)
-    key_of = {k: image_key(v) for k, v in images.items()}
+        data = learning_set(max(sizes), n_val_target, root)
+    images, defect_of, aesthetic, train_all, val = (data[k] for k in ("images", "defect_of", "aesthetic", "train", "val"))
+    print(f"built {len(data['labels'])} pairs, {len(images)} images in {t_build.seconds:.0f} s")
     with Timer() as t_enc:
-        by_hash = cache.image_features(
-            backbone, list(key_of.values()), {key_of[k]: v for k, v in images.items()}.__getitem__, batch_size=16,
-            progress=lambda d, n, m: print(f"  {m}", flush=True) if d % 800 < 16 or d == n else None,
-        )
-    feats = {k: by_hash[h] for k, h in key_of.items()}
+        feats = cached_features(images, list(images))
     print(f"features: {len(feats)} images in {t_enc.seconds:.0f} s ({len(feats) / max(t_enc.seconds, 1e-9):.1f} img/s incl. cache hits)")
-
-    train_all, val = split_by_product(labels, 0.2, seed=0)
-    val = val[:n_val_target]
     print(f"train pool {len(train_all)} pairs; held-out {len(val)} pairs from {len({e.product_id for e in val})} products")
     cos = evaluate_examples(cosine_score_fn(feats), val)["pairwise_accuracy"]
     aes = evaluate_examples(lambda tr: np.array([aesthetic[g] for _, g, _ in tr]), val)["pairwise_accuracy"]
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(train_all))
     results = []
     for n in sizes:
         if n > len(train_all):
             print(f"skip N={n}: only {len(train_all)} training pairs")
             continue
-        subset = [train_all[i] for i in order[:n]]
+        subset = train_all[:n]
         # early stopping needs its own held-out set: hold out 15 % of the training *products*
         tr, es = split_by_product(subset, 0.15, seed=1)
         accs, per_defect = [], defaultdict(list)
