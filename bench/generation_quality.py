@@ -102,8 +102,12 @@ def main() -> None:
     ap.add_argument("--pix2pix-artifact", type=str, default="", help="use this trained pix2pix model")
     ap.add_argument("--pix2pix-out", type=str, default="/tmp/stagecraft_bench_pix2pix")
     ap.add_argument("--json", type=str, default="")
+    ap.add_argument("--quick", action="store_true", help="smoke run (make bench): 4 products, 50 pix2pix steps, no Inception")
     ap.add_argument("--out", type=str, default="")
     args = ap.parse_args()
+    if args.quick:  # smaller defaults; options given explicitly still win
+        ap.set_defaults(products=4, pix2pix_steps=50, no_inception=True)
+        args = ap.parse_args()
 
     import cv2
     import torch

@@ -43,7 +43,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--out", type=str, default="")
     ap.add_argument("--json", type=str, default="")
+    ap.add_argument("--quick", action="store_true", help="smoke run (make bench): 6 catalog photos, 2 products, 1 candidate")
     args = ap.parse_args()
+    if args.quick:  # smaller defaults; options given explicitly still win
+        ap.set_defaults(catalog=6, products=2, candidates=1)
+        args = ap.parse_args()
 
     import cv2
     import torch
