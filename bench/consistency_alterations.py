@@ -3,7 +3,8 @@
 Real product photos on white (GroceryStoreDataset "iconic" shots, plus ABO catalogue images when
 /work/shared/data is present) are cut out with core.ml.segmentation and composited into real stage
 photos (IC-Light backgrounds). Negatives: the untouched composite re-rendered (JPEG, exposure,
-noise), and the product moved elsewhere on the stage (an allowed backend move). Positives:
+noise), the product moved elsewhere on the stage (an allowed backend move), and the product
+untouched on a second stage at another size. Positives:
 controlled alterations with a known magnitude (scale, anisotropic expansion, local warp, colour
 shift, erased part, added part, blurred text region).
 
@@ -72,6 +73,13 @@ def build_cases(n_products: int, seed: int = 0, quick: bool = False):
         g, gm = D.composite(stage, cut, (center[0] + dx, center[1]), hf)
         if abs(gm.sum() / area - 1) <= 0.02:
             add("moved", 0.0, g, gm, positive=False)
+        # the same product untouched on another stage, at another size: negatives are the rarer
+        # class, and a false-alarm rate needs many of them
+        other = load_rgb(root / stages[(i + len(stages) // 2) % len(stages)]["file"])
+        o2, m2 = D.composite(other, cut, (rng.uniform(0.35, 0.65), rng.uniform(0.45, 0.6)), rng.uniform(0.3, 0.6))
+        if m2.sum() >= 100:
+            cases.append(dict(base, original=o2, original_mask=m2, kind="other_stage", magnitude=0.0,
+                              generated=D.rerender(o2, rng), positive=False, area_change=0.0, delta_e=None))
         scales = SCALES if not quick else (0.10, 0.30)
         for m in scales:
             g, gm = D.composite(stage, cut, center, hf * np.sqrt(1 + m))
@@ -133,7 +141,7 @@ def report(rows, elapsed):
     for r in rows:
         by[(r["kind"], r["magnitude"])].append(r["flagged"])
     print(f"{'alteration':<12} {'magnitude':>9} {'n':>4} {'flagged':>8}")
-    for (k, m), v in sorted(by.items(), key=lambda kv: (kv[0][0] in ("untouched", "moved"), kv[0])):
+    for (k, m), v in sorted(by.items(), key=lambda kv: (kv[0][0] in ("untouched", "moved", "other_stage"), kv[0])):
         print(f"{k:<12} {m:>9.2f} {len(v):>4} {np.mean(v) * 100:>7.1f}%")
     neg = [r["flagged"] for r in rows if not r["positive"]]
     large = [r["flagged"] for r in rows if r["large"]]
@@ -160,21 +168,22 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="4 products, fewer magnitudes (about a minute)")
     ap.add_argument("--products", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tier", choices=["offline", "fast"], default="offline",
-                    help="offline: U2-Net default; fast: template matching + GrabCut, no network")
+    ap.add_argument("--mode", choices=["reference", "segment-both"], default="reference",
+                    help="reference: the default checker (original-guided); segment-both: U2-Net segments the "
+                         "generated image on its own, refined with the original's colours (the earlier default)")
     ap.add_argument("--no-mask", action="store_true", help="segment the original too instead of passing its mask")
     ap.add_argument("--fit-thresholds", action="store_true", help="also fit a calibrated model (held-out split)")
     ap.add_argument("--json", help="write rows and summary here")
     args = ap.parse_args(argv)
 
-    from consistency.ml import ConsistencyChecker, fast_checker
+    from consistency.ml import ConsistencyChecker, SalientLocator
 
     n = 4 if args.quick else args.products
     t = time.perf_counter()
     cases = build_cases(n, args.seed, quick=args.quick)
     print(f"built {len(cases)} pairs from {n} products in {time.perf_counter() - t:.1f} s (data: {D.data_root()})")
-    checker = ConsistencyChecker() if args.tier == "offline" else fast_checker()
-    print(f"tier: {args.tier} ({checker._models()})")
+    checker = ConsistencyChecker() if args.mode == "reference" else ConsistencyChecker(locator=SalientLocator())
+    print(f"mode: {args.mode} ({checker._models()})")
     rows, elapsed = run(cases, checker, use_mask=not args.no_mask)
     summary = report(rows, elapsed)
     if args.fit_thresholds:

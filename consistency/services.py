@@ -170,7 +170,7 @@ class CheckContext:
 
         if generated_mask is not None:
             return ConsistencyChecker(locator=FixedMaskLocator(generated_mask), thresholds=self.thresholds,
-                                      calibrated=self.calibrated, refine_with_original=False)
+                                      calibrated=self.calibrated)
         return ConsistencyChecker(locator=self.locator, box_segmenter=self.box_segmenter,
                                   thresholds=self.thresholds, calibrated=self.calibrated)
 

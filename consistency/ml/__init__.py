@@ -8,7 +8,6 @@ from .checker import (
     ConsistencyThresholds,
     build_checker,
     check_consistency,
-    fast_checker,
     checker_from_env,
 )
 from .locate import (
@@ -25,5 +24,5 @@ __all__ = [
     "GROUNDING_ENV_VAR", "METRIC_NAMES", "SAM_ENV_VAR", "ConsistencyChecker", "ConsistencyResult",
     "ConsistencyThresholds", "build_checker", "check_consistency", "checker_from_env", "GroundingDinoLocator",
     "Located", "OriginalPriorRefiner", "SalientBoxSegmenter", "SalientLocator", "SamBoxSegmenter",
-    "TemplateLocator", "fast_checker",
+    "TemplateLocator",
 ]

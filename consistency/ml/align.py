@@ -63,12 +63,18 @@ def moments_similarity(m_src: np.ndarray, m_dst: np.ndarray, allow_rotation: boo
     return Similarity(scale, angle, tx, ty, "moments")
 
 
-def warp(image: np.ndarray, sim: Similarity, shape: tuple[int, int], nearest: bool = False, border_value=0) -> np.ndarray:
+def warp_affine(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int], nearest: bool = False,
+                border_value=0) -> np.ndarray:
+    """`image` (bool masks too) mapped by a 2x3 affine into an HxW frame."""
     h, w = shape
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     src = image.astype(np.uint8) if image.dtype == bool else image
-    out = cv2.warpAffine(src, sim.matrix(), (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    out = cv2.warpAffine(src, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
     return out.astype(bool) if image.dtype == bool else out
+
+
+def warp(image: np.ndarray, sim: Similarity, shape: tuple[int, int], nearest: bool = False, border_value=0) -> np.ndarray:
+    return warp_affine(image, sim.matrix(), shape, nearest, border_value)
 
 
 def _iou(a, b):

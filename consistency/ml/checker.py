@@ -3,14 +3,18 @@
 Pipeline (all plain numpy; no Django):
   1. frame    – the original (the generator's input: product photo or composite) is mapped into the
                 generated image's frame (same aspect: resize; other aspect: fit inside, centred);
-  2. locate   – a text-grounded locator gives the product box in the generated image (and in the
-                original when its mask is not supplied);
-  3. segment  – a box-prompted segmenter gives the product masks;
-  4. align    – similarity transform (scale, translation, optional rotation) original → generated,
-                from mask moments refined by ECC on the image content;
-  5. compare  – shape metrics (area change, IoU, expansion, shrinkage, boundary F) and appearance
-                metrics inside the product (SSIM, CIEDE2000, edge-map difference);
-  6. decide   – thresholds (`ConsistencyThresholds`) or a calibrated model → `ConsistencyResult`.
+  2. locate   – the product in the original: its stored mask, or a locator when none is given;
+  3. find     – the product in the generated image. Two modes:
+                reference-guided (default, offline): template matching of the original product
+                (U2-Net saliency as fallback), affine ECC alignment, a per-pixel test of the
+                aligned original against the generated pixels, and GrabCut only for what grew or
+                was lost (`reference.py`);
+                segment-both (published tier, human-corrected masks): a text-grounded locator and
+                a box-prompted segmenter give the generated mask; a similarity transform from the
+                masks refined by ECC aligns the original to it;
+  4. compare  – shape metrics (area change, IoU, expansion, shrinkage, boundary F) and appearance
+                metrics inside the product (SSIM, CIEDE2000, edge-map difference, mismatching pixels);
+  5. decide   – thresholds (`ConsistencyThresholds`) or a calibrated model → `ConsistencyResult`.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ import numpy as np
 from core.ml.segmentation import ProductSegmenter, as_rgb_uint8, fill_holes, mask_bbox, segment_product
 
 from . import metrics as M
-from .align import estimate_similarity, warp
+from .align import estimate_similarity, moments_similarity, warp_affine
+from .reference import affine_scale, appearance_mismatch, refine_alignment, segment_generated
 from .locate import (
     Box,
     BoxSegmenter,
@@ -54,6 +59,8 @@ METRIC_NAMES = (
     "delta_e_median",
     "colour_changed_fraction",
     "edge_difference",
+    "mismatch_fraction",
+    "detail_loss",
     "scale",
     "shift",
 )
@@ -69,11 +76,14 @@ class ConsistencyThresholds:
     max_expansion: float = 0.07  # Eshratifar et al. 2024 expansion after alignment
     max_shrinkage: float = 0.07  # share of the original silhouette lost after alignment
     min_boundary_f: float = 0.45  # boundary F-score after alignment (tolerance 2 px at work size)
-    min_ssim: float = 0.45  # SSIM inside the product
+    min_ssim: float = 0.95  # SSIM inside the product (segment-both alignment is looser: calibrate it)
     max_delta_e: float = 4.0  # ΔE2000 between mean product colours
     max_colour_changed_fraction: float = 0.10  # share of product pixels with ΔE2000 > 10
     max_edge_difference: float = 0.55  # 1 − edge-map F-score inside the product
+    max_mismatch_fraction: float = 0.04  # share of product pixels unlike the aligned original
+    max_detail_loss: float = 0.05  # share of the product whose print/texture detail was lost
     min_presence: float = 0.2  # generated area below this share of the original = "missing"
+    min_alignment_correlation: float = 0.5  # ECC correlation below this: the original is not there
     allow_rescale: bool = False  # a backend allowed to resize the product: skip area_change
     allow_rotation: bool = False  # estimate rotation in the alignment too
 
@@ -172,28 +182,38 @@ def _pct(x: float) -> str:
 class ConsistencyChecker:
     """Compare the product in an original image with the product in a generated image.
 
-    locator / box_segmenter: the model tier (offline default: `SalientLocator` and no box
-    segmenter, the locator's own mask is used; published tier: `GroundingDinoLocator` +
-    `SamBoxSegmenter`). `calibrated` (a `CalibratedModel`) replaces the threshold decision
-    when given; the thresholds still produce the human-readable reasons.
+    locator / box_segmenter: the model tier. Offline default: reference-guided mode with
+    `TemplateLocator` and U2-Net saliency (`SalientLocator`) as fallback. Published tier:
+    `GroundingDinoLocator` + `SamBoxSegmenter`, whose masks are compared directly
+    (segment-both mode; also used for a locator that returns a human-drawn mask).
+    `calibrated` (a `CalibratedModel`) replaces the threshold decision when given; the
+    thresholds still produce the human-readable reasons.
     """
 
     def __init__(self, locator: ProductLocator | None = None, box_segmenter: BoxSegmenter | None = None,
                  thresholds: ConsistencyThresholds | None = None, segmenter: ProductSegmenter | None = None,
-                 work_size: int = 512, calibrated=None, refine_with_original: bool | None = None):
+                 work_size: int = 512, calibrated=None, reference_guided: bool | None = None):
         self.segmenter = segmenter
-        self.locator = locator or SalientLocator(segmenter)
+        self.salient = SalientLocator(segmenter)
+        if reference_guided is None:
+            reference_guided = locator is None and box_segmenter is None
+        self.reference_guided = reference_guided
+        self.locator = locator or (TemplateLocator() if reference_guided else self.salient)
         self.box_segmenter = box_segmenter
         self.thresholds = thresholds or ConsistencyThresholds()
         self.work_size = work_size
+        self.fine_alignment_size = 320
         self.calibrated = calibrated
-        # salient masks of a scene are refined with the original's colour model; SAM masks are not
-        if refine_with_original is None:
-            refine_with_original = box_segmenter is None
-        self.prior_refiner = OriginalPriorRefiner() if refine_with_original else None
+        # salient masks of a scene are refined with the original's colour model; SAM masks and
+        # human-drawn masks are not
+        refine = not reference_guided and box_segmenter is None and isinstance(self.locator, SalientLocator)
+        self.prior_refiner = OriginalPriorRefiner() if refine else None
 
     # -- model plumbing
     def _models(self) -> dict:
+        if self.reference_guided:
+            return {"locator": f"{self.locator.name} (fallback {self.salient.name})", "segmenter": "reference-guided grabcut",
+                    "refiner": "affine-ecc"}
         return {"locator": getattr(self.locator, "name", type(self.locator).__name__),
                 "segmenter": getattr(self.box_segmenter, "name", "locator-mask"),
                 "refiner": getattr(self.prior_refiner, "name", None)}
@@ -202,7 +222,8 @@ class ConsistencyChecker:
               reference: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Located | None, np.ndarray | None]:
         if getattr(self.locator, "uses_reference", False):
             if reference is None:  # a reference-based locator cannot find the original itself
-                return None, None
+                located = self.salient.locate(rgb, category, expected_box)
+                return located, None if located is None else located.mask
             located = self.locator.locate(rgb, category, expected_box, reference=reference)
         else:
             located = self.locator.locate(rgb, category, expected_box)
@@ -218,6 +239,51 @@ class ConsistencyChecker:
         m = np.zeros(rgb.shape[:2], bool)
         m[y0:y1, x0:x1] = segment_product(rgb[y0:y1, x0:x1], self.segmenter).mask
         return located, m
+
+    # -- the two ways of finding the generated product
+    def _place_by_reference(self, orig, m_orig, gen, category, box_o):
+        """Reference-guided: (aligned original mask, aligned original image, generated mask,
+        mismatching pixels, affine, transform info, box) or None when the product is not there.
+        The template guess is tried first; when it finds nothing, or a spot where the original's
+        pixels do not match, U2-Net saliency near the original position is tried."""
+        th = self.thresholds
+        starts = [(np.eye(2, 3), box_o, "in-place")]  # most backends keep the product where it was
+        located = self.locator.locate(gen, category, box_o, reference=(orig, m_orig))
+        if located is not None and located.affine is not None:
+            starts.append((located.affine, located.box, self.locator.name))
+        fits = [(refine_alignment(orig, m_orig, gen, init, allow_rotation=th.allow_rotation), box_g, how)
+                for init, box_g, how in starts]
+        fits.sort(key=lambda fit: -1.0 if fit[0][1] != fit[0][1] else fit[0][1], reverse=True)
+        for (a, cc), box_g, how in fits[:1] + [((None, None), None, None)]:
+            if a is None:  # lazily: saliency is the expensive fallback
+                salient = self.salient.locate(gen, category, box_o)
+                if salient is None or salient.mask is None:
+                    return None
+                sim = moments_similarity(fill_holes(m_orig), fill_holes(salient.mask), th.allow_rotation)
+                a, cc = refine_alignment(orig, m_orig, gen, sim.matrix(), allow_rotation=th.allow_rotation)
+                box_g, how = salient.box, self.salient.name
+            # the coarse fit is good to a pixel at 128 px; fine print needs it at the working size
+            fine, fine_cc = refine_alignment(orig, m_orig, gen, a, size=self.fine_alignment_size, iterations=20,
+                                             allow_rotation=th.allow_rotation)
+            if fine_cc == fine_cc:
+                a, cc = fine, fine_cc
+            shape = gen.shape[:2]
+            m_o = warp_affine(m_orig, a, shape, nearest=True)
+            img_o = warp_affine(orig, a, shape, border_value=(255, 255, 255))
+            inner = cv2.erode(m_o.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            mismatch = appearance_mismatch(gen, img_o, inner)
+            matched = inner & ~mismatch
+            share = matched.sum() / max(inner.sum(), 1)
+            # without an ECC fit (nan) only a clear pixel majority says the product is there
+            aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
+            if aligned and share >= th.min_presence:
+                m_gen = segment_generated(gen, m_o, matched, mismatch)
+                transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
+                             "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
+                return m_o, img_o, m_gen, mismatch, inner, a, transform, box_g
+            if how == self.salient.name:
+                return None
+        return None
 
     # -- main entry point
     def check(self, original: np.ndarray, generated: np.ndarray, category: str | None = None,
@@ -238,7 +304,7 @@ class ConsistencyChecker:
                 original_mask = cv2.resize(original_mask.astype(np.uint8), (orig_rgb.shape[1], orig_rgb.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         orig, m_orig = fit_into_frame(orig_rgb, original_mask, (wh, ww))
 
-        def finish(passed, status, reasons, metrics, mo=None, mg=None, box_o=None, box_g=None, sim=None):
+        def finish(passed, status, reasons, metrics, mo=None, mg=None, box_o=None, box_g=None, transform=None):
             def up(m):
                 if m is None:
                     return None
@@ -247,8 +313,8 @@ class ConsistencyChecker:
             def upbox(b):
                 return None if b is None else tuple(int(round(v / s)) for v in b)
 
-            res = ConsistencyResult(passed, status, reasons, metrics, upbox(box_o), upbox(box_g),
-                                    None if sim is None else sim.to_dict(), up(mo), up(mg), self._models())
+            res = ConsistencyResult(passed, status, reasons, metrics, upbox(box_o), upbox(box_g), transform,
+                                    up(mo), up(mg), self._models())
             if self.calibrated is not None and status in ("consistent", "inconsistent"):
                 p = float(self.calibrated.predict_proba([res.metric_row()])[0])
                 res.calibrated_probability = p
@@ -269,28 +335,41 @@ class ConsistencyChecker:
         if m_orig.sum() < 16:
             return finish(False, "no_product_in_original", ["no product found in the original image"], {})
         box_o = mask_bbox(m_orig)
+        area_o = float(m_orig.sum())
 
         # 2. the generated product, searched near where the original is
-        located_g, m_gen = self._find(gen, category, box_o, reference=(orig, m_orig))
-        area_o = float(m_orig.sum())
-        if self.prior_refiner is not None and m_gen is not None and m_gen.sum() >= th.min_presence * area_o:
-            m_gen = self.prior_refiner.refine(orig, m_orig, gen, m_gen)
-        if located_g is None or m_gen is None or m_gen.sum() < th.min_presence * area_o:
-            metrics = {"area_change": -1.0 if m_gen is None else float(m_gen.sum() / area_o - 1.0)}
-            return finish(False, "product_missing", ["product missing in generated image"], metrics, m_orig, m_gen, box_o,
-                          None if located_g is None else located_g.box)
-        # silhouettes: enclosed holes (gaps in a multipack, a handle) are compared filled on both sides
-        m_orig, m_gen = fill_holes(m_orig), fill_holes(m_gen)
-        area_o, area_g = float(m_orig.sum()), float(m_gen.sum())
+        if self.reference_guided:
+            placed = self._place_by_reference(orig, m_orig, gen, category, box_o)
+            if placed is None:
+                return finish(False, "product_missing", ["product missing in generated image"], {"area_change": -1.0},
+                              m_orig, None, box_o, None)
+            m_o, img_o, m_gen, mismatch, inner, affine, transform, box_g = placed
+            m_o, m_gen = fill_holes(m_o), fill_holes(m_gen)
+            area_o = float(fill_holes(m_orig).sum())
+            scale = affine_scale(affine)
+        else:
+            located_g, m_gen = self._find(gen, category, box_o, reference=(orig, m_orig))
+            if self.prior_refiner is not None and m_gen is not None and m_gen.sum() >= th.min_presence * area_o:
+                m_gen = self.prior_refiner.refine(orig, m_orig, gen, m_gen)
+            if located_g is None or m_gen is None or m_gen.sum() < th.min_presence * area_o:
+                metrics = {"area_change": -1.0 if m_gen is None else float(m_gen.sum() / area_o - 1.0)}
+                return finish(False, "product_missing", ["product missing in generated image"], metrics, m_orig, m_gen, box_o,
+                              None if located_g is None else located_g.box)
+            # silhouettes: enclosed holes (gaps in a multipack, a handle) are compared filled on both sides
+            m_orig, m_gen = fill_holes(m_orig), fill_holes(m_gen)
+            area_o = float(m_orig.sum())
+            sim = estimate_similarity(orig, m_orig, gen, m_gen, allow_rotation=th.allow_rotation)
+            m_o = warp_affine(m_orig, sim.matrix(), (wh, ww), nearest=True)
+            img_o = warp_affine(orig, sim.matrix(), (wh, ww), border_value=(255, 255, 255))
+            inner = cv2.erode(m_o.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            mismatch = appearance_mismatch(gen, img_o, inner)
+            transform, box_g, scale = sim.to_dict(), located_g.box, sim.scale
 
-        # 3. align original → generated and compare
-        sim = estimate_similarity(orig, m_orig, gen, m_gen, allow_rotation=th.allow_rotation)
-        m_o = warp(m_orig, sim, (wh, ww), nearest=True)
-        img_o = warp(orig, sim, (wh, ww), border_value=(255, 255, 255))
+        # 3. compare
         k = max(1, round(0.006 * max(wh, ww)))
         region = cv2.erode((m_o & m_gen).astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
         metrics = {
-            "area_change": area_g / area_o - 1.0,
+            "area_change": float(m_gen.sum()) / area_o - 1.0,
             "iou": M.mask_iou(m_gen, m_o),
             "expansion": M.object_expansion(m_gen, m_o),
             "shrinkage": M.object_shrinkage(m_gen, m_o),
@@ -298,7 +377,9 @@ class ConsistencyChecker:
             "ssim": M.masked_ssim(gen, img_o, region),
             **M.colour_metrics(gen, img_o, region),
             "edge_difference": M.edge_difference(gen, img_o, region),
-            "scale": sim.scale,
+            "mismatch_fraction": float((mismatch & inner).sum() / max(inner.sum(), 1)),
+            "detail_loss": M.detail_loss(gen, img_o, region),
+            "scale": scale,
         }
         # shift: displacement of the product centroid, in product sizes
         c_o = np.argwhere(m_orig).mean(axis=0)
@@ -308,7 +389,7 @@ class ConsistencyChecker:
         reasons = self.reasons(metrics)
         passed = not reasons
         return finish(passed, "consistent" if passed else "inconsistent", reasons, metrics, m_o, m_gen, box_o,
-                      located_g.box, sim)
+                      box_g, transform)
 
     def reasons(self, m: dict[str, float]) -> list[str]:
         th = self.thresholds
@@ -331,16 +412,15 @@ class ConsistencyChecker:
             r.append(f"product appearance changed (SSIM {m['ssim']:.2f})")
         if m["edge_difference"] > th.max_edge_difference:
             r.append(f"print/text or edges changed ({_pct(m['edge_difference'])} of edges differ)")
+        # results stored before these two metrics existed lack them: not measured, no reason
+        elif m.get("mismatch_fraction", 0.0) > th.max_mismatch_fraction and not r:
+            r.append(f"the product looks different on {_pct(m['mismatch_fraction'])} of its area")
+        if m.get("detail_loss", 0.0) > th.max_detail_loss:
+            r.append(f"print/texture blurred or smoothed on {_pct(m['detail_loss'])} of the product")
         return r
 
 
 # --------------------------------------------------------------------------- factories
-def fast_checker(thresholds: ConsistencyThresholds | None = None, **kwargs) -> ConsistencyChecker:
-    """Classical tier without any network: template matching + GrabCut with the original's colours.
-    Needs the original product mask (pass `original_mask` to `check`)."""
-    return ConsistencyChecker(locator=TemplateLocator(), thresholds=thresholds, refine_with_original=True, **kwargs)
-
-
 def build_checker(grounding_model: str | None = None, sam_model: str | None = None,
                   thresholds: ConsistencyThresholds | None = None, local_files_only: bool = True, **kwargs) -> ConsistencyChecker:
     """Published tier when model paths are given (hub id or local folder), offline default otherwise."""

@@ -38,6 +38,7 @@ class Located:
     mask: np.ndarray | None = None  # full-frame HxW bool when the locator segments as well
     alpha: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    affine: np.ndarray | None = None  # 2x3 original → this image, when the locator matched the original
 
 
 @runtime_checkable
@@ -394,4 +395,4 @@ class TemplateLocator:
         nbox = mask_bbox(warped)
         if nbox is None:
             return None
-        return Located(nbox, score, warped, warped.astype(np.float32), notes=[f"template scale {s:.2f}"])
+        return Located(nbox, score, warped, warped.astype(np.float32), notes=[f"template scale {s:.2f}"], affine=m)

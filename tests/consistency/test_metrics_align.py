@@ -75,11 +75,15 @@ def test_fit_into_frame_keeps_aspect_and_mask():
 
 def test_reasons_are_readable_and_thresholds_configurable():
     metrics = {"area_change": 0.18, "iou": 0.95, "expansion": 0.02, "shrinkage": 0.0, "boundary_f": 0.9,
-               "ssim": 0.9, "delta_e_mean_colour": 9.3, "delta_e_median": 9.0, "colour_changed_fraction": 0.0,
+               "ssim": 0.97, "delta_e_mean_colour": 9.3, "delta_e_median": 9.0, "colour_changed_fraction": 0.0,
                "edge_difference": 0.1}
     reasons = ConsistencyChecker(locator=object()).reasons(metrics)
     assert "product area grew 18 %" in reasons
     assert "colour shift ΔE 9.3 inside product" in reasons
+    blurred = {**metrics, "area_change": 0.0, "delta_e_mean_colour": 1.0, "mismatch_fraction": 0.0, "detail_loss": 0.2}
+    assert ConsistencyChecker(locator=object()).reasons(blurred) == ["print/texture blurred or smoothed on 20 % of the product"]
+    repainted = {**blurred, "detail_loss": 0.0, "mismatch_fraction": 0.12}
+    assert ConsistencyChecker(locator=object()).reasons(repainted) == ["the product looks different on 12 % of its area"]
     lenient = ConsistencyChecker(locator=object(), thresholds=ConsistencyThresholds(allow_rescale=True, max_delta_e=10))
     assert lenient.reasons(metrics) == []
     assert ConsistencyThresholds.from_dict(ConsistencyThresholds().to_dict()) == ConsistencyThresholds()

@@ -1,0 +1,210 @@
+"""Reference-guided comparison: used when the original product's pixels and mask are known (on
+the platform they always are: the stored `SourceImage.mask`).
+
+Segmenting the generated image from scratch and comparing two independent masks fails on hard
+products (white on white, low contrast): every disagreement of the segmenter reads as an
+alteration. An untouched product, however, matches its original pixel for pixel once aligned, so
+the original itself is the best segmenter of the generated image:
+
+  refine_alignment    – affine ECC of the original product onto the generated image, on crops
+                        where the product is ~128 px, from the locator's first guess;
+  appearance_mismatch – pixels inside the aligned silhouette that no longer look like the
+                        original there (after a global gain/offset colour correction, with ±1 px
+                        tolerance for resampling);
+  segment_generated   – GrabCut on a crop: matching pixels are certain product, the rest of the
+                        silhouette and a band around it uncertain, everything further background.
+                        Only growth beyond the silhouette and lost parts are left to GrabCut.
+
+Plain numpy/OpenCV; no Django.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from core.ml.segmentation import mask_bbox
+
+from .locate import Box, expand_box
+
+
+def _h(a: np.ndarray) -> np.ndarray:
+    """2x3 affine → 3x3 homogeneous."""
+    return np.vstack([a, [0.0, 0.0, 1.0]])
+
+
+def _scale_shift(f: float, x0: float, y0: float) -> np.ndarray:
+    """Frame → crop coordinates: subtract the crop origin, then scale by f."""
+    return np.array([[f, 0.0, -f * x0], [0.0, f, -f * y0], [0.0, 0.0, 1.0]])
+
+
+def affine_scale(a: np.ndarray) -> float:
+    """Linear size factor of an affine map (sqrt of the area factor)."""
+    return math.sqrt(abs(float(np.linalg.det(a[:2, :2]))))
+
+
+def map_box(a: np.ndarray, box: Box, shape: tuple[int, int]) -> Box:
+    x0, y0, x1, y1 = box
+    pts = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ a.T
+    h, w = shape
+    return (max(0, int(pts[:, 0].min())), max(0, int(pts[:, 1].min())),
+            min(w, int(math.ceil(pts[:, 0].max()))), min(h, int(math.ceil(pts[:, 1].max()))))
+
+
+def refine_alignment(orig: np.ndarray, m_orig: np.ndarray, gen: np.ndarray, init: np.ndarray,
+                     size: int = 128, iterations: int = 60, allow_rotation: bool = False) -> tuple[np.ndarray, float]:
+    """Affine map (2x3, original frame → generated frame) that best puts the original product's
+    pixels onto the generated image, and its ECC correlation (nan when ECC did not converge and
+    `init` is returned). Work happens on crops where the product's longer side is `size` px."""
+    box_o = mask_bbox(m_orig)
+    if box_o is None:
+        return init, float("nan")
+    s0 = affine_scale(init)
+    f = min(1.0, size / max(box_o[2] - box_o[0], box_o[3] - box_o[1], 1))
+    f_g = f / max(s0, 1e-6)
+    wo = expand_box(box_o, 0.1, m_orig.shape)
+    wg = expand_box(map_box(init, box_o, gen.shape[:2]), 0.1, gen.shape[:2])
+    if wg[2] - wg[0] < 8 or wg[3] - wg[1] < 8:
+        return init, float("nan")
+    t_o, t_g = _scale_shift(f, wo[0], wo[1]), _scale_shift(f_g, wg[0], wg[1])
+
+    def crop(img, win, factor, interp):
+        c = img[win[1]:win[3], win[0]:win[2]]
+        return cv2.resize(c, (max(4, round(c.shape[1] * factor)), max(4, round(c.shape[0] * factor))), interpolation=interp)
+
+    g_o = crop(cv2.cvtColor(orig, cv2.COLOR_RGB2GRAY), wo, f, cv2.INTER_AREA).astype(np.float32)
+    # a thin ring outside the silhouette is compared too: for a product without texture (a
+    # plain fruit, a white carton) its outline is the only thing that pins the scale down
+    m_o = cv2.dilate(crop(m_orig.astype(np.uint8), wo, f, cv2.INTER_NEAREST), np.ones((5, 5), np.uint8))
+    g_g = crop(cv2.cvtColor(gen, cv2.COLOR_RGB2GRAY), wg, f_g, cv2.INTER_AREA).astype(np.float32)
+    # ECC maps template (generated crop) coordinates to input (original crop) coordinates, and its
+    # mask marks valid input pixels: so only the original product's pixels are compared.
+    w0 = (t_o @ np.linalg.inv(_h(init)) @ np.linalg.inv(t_g))[:2].astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-4)
+    try:
+        cc, w = cv2.findTransformECC(g_g, g_o, w0, cv2.MOTION_AFFINE, criteria, m_o, 3)
+    except cv2.error:
+        return init, float("nan")
+    a = np.linalg.inv(np.linalg.inv(t_o) @ _h(w.astype(np.float64)) @ t_g)[:2]
+    # a fit that rotated, sheared or rescaled far from the locator's guess latched onto the scene
+    lin = a[:, :2] / max(affine_scale(a), 1e-6)
+    angle = math.degrees(math.atan2(lin[1, 0], lin[0, 0]))
+    shear = abs(float(lin[0, 0] * lin[0, 1] + lin[1, 0] * lin[1, 1]))
+    if not 0.8 < affine_scale(a) / s0 < 1.25 or shear > 0.15 or (abs(angle) > 3 and not allow_rotation):
+        return init, float("nan")
+    return a, float(cc)
+
+
+def appearance_mismatch(gen: np.ndarray, orig_aligned: np.ndarray, region: np.ndarray, threshold: float = 28.0,
+                        blur_sigma: float = 1.0, max_offset: float = 25.0) -> np.ndarray:
+    """Pixels of `region` whose colour differs from the aligned original by more than `threshold`
+    (max over RGB channels, 0–255) at every offset within 1 px.
+
+    A global per-channel gain/offset is fitted first, so a backend that harmonises the product's
+    white balance or exposure to the scene is not flagged here (the ΔE metrics report colour
+    changes); the ±1 px tolerance absorbs resampling of fine print.
+    """
+    out = np.zeros(region.shape, bool)
+    box = mask_bbox(region)
+    if box is None:
+        return out
+    x0, y0, x1, y1 = expand_box(box, 0.0, region.shape)
+    x0, y0, x1, y1 = max(0, x0 - 2), max(0, y0 - 2), min(region.shape[1], x1 + 2), min(region.shape[0], y1 + 2)
+    g = cv2.GaussianBlur(gen[y0:y1, x0:x1].astype(np.float32), (0, 0), blur_sigma)
+    o = cv2.GaussianBlur(orig_aligned[y0:y1, x0:x1].astype(np.float32), (0, 0), blur_sigma)
+    r = region[y0:y1, x0:x1]
+    gv, ov = g[r], o[r]
+    # bounded, so that a flat patch of scene cannot be "corrected" into a flat product
+    gain = np.clip(gv.std(axis=0) / np.maximum(ov.std(axis=0), 1e-3), 0.8, 1.25)
+    offset = np.clip(gv.mean(axis=0) - gain * ov.mean(axis=0), -max_offset, max_offset)
+    o = o * gain + offset
+    best = np.full(r.shape, np.inf, np.float32)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            shifted = np.roll(o, (dy, dx), axis=(0, 1))
+            best = np.minimum(best, np.abs(g - shifted).max(axis=2))
+    changed = (best > threshold) & r
+    changed = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    out[y0:y1, x0:x1] = changed
+    return out
+
+
+def segment_generated(gen: np.ndarray, silhouette: np.ndarray, matched: np.ndarray, mismatch: np.ndarray,
+                      band: float = 0.25, work_size: int = 160, iterations: int = 3, min_contrast: float = 25.0) -> np.ndarray:
+    """The generated product's mask.
+
+    Inside the aligned silhouette, the product is there unless a pixel was tested and differs
+    (`mismatch`) *and* GrabCut calls it background (an erased part shows the scene; a recoloured
+    or blurred part is still product, reported by the appearance metrics instead). Outside, GrabCut
+    decides over a band of `band` box-sizes, with `matched` pixels as certain product; a grown
+    region counts only if it is connected to the product and its mean colour is rare (ΔE76 <
+    `min_contrast` on under a quarter) in the scene around it; otherwise it is scene the colour
+    model could not tell from the product, e.g. a white wall next to a white carton.
+    """
+    box = mask_bbox(silhouette)
+    if box is None or not matched.any():
+        return matched.copy()
+    # the crop reaches beyond the band, so that GrabCut learns the scene's colours from its rim
+    x0, y0, x1, y1 = expand_box(box, 1.5 * band, silhouette.shape)
+    crop = gen[y0:y1, x0:x1]
+    ch, cw = crop.shape[:2]
+    f = min(1.0, work_size / max(ch, cw))
+    size = (max(8, round(cw * f)), max(8, round(ch * f)))
+
+    def small(m):
+        return cv2.resize(m[y0:y1, x0:x1].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+
+    sil, sure = small(silhouette), small(cv2.erode(matched.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    k = max(1, round(band * f * max(box[2] - box[0], box[3] - box[1])))
+    near = cv2.dilate(sil.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
+    gc = np.full(sil.shape, cv2.GC_BGD, np.uint8)
+    gc[near] = cv2.GC_PR_BGD
+    gc[0, :] = gc[-1, :] = cv2.GC_BGD
+    gc[:, 0] = gc[:, -1] = cv2.GC_BGD
+    gc[sil] = cv2.GC_PR_FGD
+    gc[sure] = cv2.GC_FGD
+    if not (gc == cv2.GC_FGD).any() or not (gc == cv2.GC_BGD).any():
+        return silhouette.copy()
+    small_rgb = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    try:
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(small_rgb, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return silhouette.copy()
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    # only what is connected to the certain product counts (not a look-alike elsewhere in the band)
+    n, labels = cv2.connectedComponents(fg, connectivity=8)
+    fg = np.isin(labels, np.unique(labels[sure & (labels > 0)])) & ~(labels == 0)
+    grown = _distinct_growth(small_rgb, fg & ~sil, fg | sil, min_contrast)
+    out = np.zeros(silhouette.shape, bool)
+    out[y0:y1, x0:x1] = cv2.resize((grown | fg).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
+    grown_full = np.zeros(silhouette.shape, bool)
+    grown_full[y0:y1, x0:x1] = cv2.resize(grown.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
+    # the 1 px ring where resampling puts the edge either way is not counted as growth
+    ring = cv2.dilate(silhouette.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    lost = silhouette & ~out & (cv2.dilate(mismatch.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    return (grown_full & ~ring) | (silhouette & ~lost)
+
+
+def _distinct_growth(rgb: np.ndarray, grown: np.ndarray, product: np.ndarray, min_contrast: float) -> np.ndarray:
+    """Components of `grown` whose mean Lab colour is rare in the scene ring around them."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return grown
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    keep = np.zeros_like(grown)
+    for i in range(1, n):
+        comp = labels == i
+        w = max(2, int(0.5 * np.sqrt(stats[i, cv2.CC_STAT_AREA])))
+        ring = (cv2.dilate(comp.astype(np.uint8), np.ones((2 * w + 1, 2 * w + 1), np.uint8)) > 0) & ~product
+        if ring.sum() < 4:
+            keep |= comp
+            continue
+        # scene-like: a good part of the surroundings has the grown region's colour
+        close = np.linalg.norm(lab[ring] - lab[comp].mean(axis=0), axis=1) < min_contrast
+        if close.mean() < 0.25:
+            keep |= comp
+    return keep
