@@ -454,37 +454,6 @@ class WblInpainter:
         out = out[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
         return out, e_pred[0, 0, :h, :w].float().cpu().numpy()
 
-    def _run_tiled(self, rgb: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-        """`_run` on windows of the training crop size (half-overlapping, Hann-blended) that touch
-        the hole. The instance norms were fitted on crop-sized windows; on a larger one their
-        statistics differ and the fill gets worse (boundary bench: -0.18 dB on the whole crop)."""
-        h, w = unknown.shape
-        t = self.cfg.crop
-        if max(h, w) <= t:
-            return self._run(rgb, unknown)[0]
-
-        def starts(n):
-            if n <= t:
-                return [0]
-            out = list(range(0, n - t + 1, t // 2))
-            return out if out[-1] == n - t else out + [n - t]
-
-        # a floor keeps pixels that only a window's edge covers (at the image border) well defined
-        hann = np.hanning(t + 2)[1:-1]
-        window = (0.05 + np.outer(hann, hann)).astype(np.float32)[:, :, None]
-        acc = np.zeros((h, w, 3), np.float32)
-        weight = np.zeros((h, w, 1), np.float32)
-        for y in starts(h):
-            for x in starts(w):
-                sl = (slice(y, y + t), slice(x, x + t))
-                if not unknown[sl].any():
-                    continue
-                out, _ = self._run(np.ascontiguousarray(rgb[sl]), unknown[sl])
-                win = window[: out.shape[0], : out.shape[1]]
-                acc[sl] += out * win
-                weight[sl] += win
-        return acc / np.maximum(weight, 1e-6)
-
     def inpaint(self, rgb: np.ndarray, hole_mask: np.ndarray, protect_mask: np.ndarray | None = None) -> np.ndarray:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -512,10 +481,10 @@ class WblInpainter:
             unk_s = cv2.resize(unk.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
             unk_s |= cv2.resize(cv2.dilate(unk.astype(np.uint8), np.ones((3, 3), np.uint8)), (sw, sh),
                                 interpolation=cv2.INTER_AREA) > 0
-            filled = self._run_tiled(small, unk_s)
+            filled, _ = self._run(small, unk_s)
             filled = cv2.resize(filled, (cw, ch), interpolation=cv2.INTER_CUBIC)
         else:
-            filled = self._run_tiled(np.ascontiguousarray(crop), unk)
+            filled, _ = self._run(np.ascontiguousarray(crop), unk)
         filled_u8 = np.clip(np.rint(filled * 255.0), 0, 255).astype(np.uint8)
         region = result[y0:y1, x0:x1]
         hc = hole[y0:y1, x0:x1]
