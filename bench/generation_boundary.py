@@ -11,8 +11,9 @@ The WBL inpainter is trained by this script itself, briefly, on CPU, on photos o
 subjects than the evaluation photos (split by subject), so its figures are those of a short CPU
 run, not of a converged model.
 
-    .venv/bin/python bench/generation_boundary.py --quick          # 300 CPU steps; 120 steps took 19 min at load ~15
-    .venv/bin/python bench/generation_boundary.py --steps 3000 --json out.json
+    .venv/bin/python bench/generation_boundary.py --quick          # 300 steps at crop 64: ~1 CPU min
+    .venv/bin/python bench/generation_boundary.py --steps 1000 --batch 4 --crop 128 --width 16 --n-res 2  # 10 CPU min (docs)
+    .venv/bin/python bench/generation_boundary.py --steps 3000 --json out.json   # crop 96, width 24: use a GPU
     .venv/bin/python bench/generation_boundary.py --artifact var/models/wbl_inpainter   # reuse a model
 """
 from __future__ import annotations
