@@ -55,7 +55,7 @@ MIN_PER_CLASS = 2  # of each answer ("intact" / "altered") in the whole labelled
 MIN_PRODUCTS = 2  # distinct products: the held-out split is by product
 HELD_OUT_FRACTION = 0.3
 TARGET_FALSE_ALARM = 0.05
-CHECK_SCHEMA = 1
+CHECK_SCHEMA = 2  # 2: reference-guided checks with mismatch_fraction and detail_loss
 
 
 class CalibrationError(ValueError):

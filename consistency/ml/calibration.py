@@ -35,6 +35,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "delta_e_median": ("delta_e_median", "identity"),
     "colour_changed_fraction": ("colour_changed_fraction", "identity"),
     "edge_difference": ("edge_difference", "identity"),
+    "mismatch_fraction": ("mismatch_fraction", "identity"),
+    "detail_loss": ("detail_loss", "identity"),
 }
 
 

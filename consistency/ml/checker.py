@@ -71,17 +71,17 @@ class ConsistencyThresholds:
     """Pass/fail limits, one per metric. Defaults set from bench/consistency_alterations.py runs
     (see docs/consistency.md for the measured rates)."""
 
-    max_area_change: float = 0.08  # |area_gen / area_orig − 1| (ignored when allow_rescale)
+    max_area_change: float = 0.05  # |area_gen / area_orig − 1| (ignored when allow_rescale)
     min_iou: float = 0.85  # mask IoU after alignment
-    max_expansion: float = 0.07  # Eshratifar et al. 2024 expansion after alignment
+    max_expansion: float = 0.03  # Eshratifar et al. 2024 expansion after alignment
     max_shrinkage: float = 0.07  # share of the original silhouette lost after alignment
     min_boundary_f: float = 0.45  # boundary F-score after alignment (tolerance 2 px at work size)
     min_ssim: float = 0.95  # SSIM inside the product (segment-both alignment is looser: calibrate it)
     max_delta_e: float = 4.0  # ΔE2000 between mean product colours
     max_colour_changed_fraction: float = 0.10  # share of product pixels with ΔE2000 > 10
-    max_edge_difference: float = 0.55  # 1 − edge-map F-score inside the product
+    max_edge_difference: float = 0.7  # 1 − edge-map F-score inside the product
     max_mismatch_fraction: float = 0.04  # share of product pixels unlike the aligned original
-    max_detail_loss: float = 0.05  # share of the product whose print/texture detail was lost
+    max_detail_loss: float = 0.03  # share of the product whose print/texture detail was lost
     min_presence: float = 0.2  # generated area below this share of the original = "missing"
     min_alignment_correlation: float = 0.5  # ECC correlation below this: the original is not there
     allow_rescale: bool = False  # a backend allowed to resize the product: skip area_change
@@ -277,7 +277,7 @@ class ConsistencyChecker:
             # without an ECC fit (nan) only a clear pixel majority says the product is there
             aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
             if aligned and share >= th.min_presence:
-                m_gen = segment_generated(gen, m_o, matched, mismatch)
+                m_gen = segment_generated(gen, img_o, m_o, matched, mismatch)
                 transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
                              "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
                 return m_o, img_o, m_gen, mismatch, inner, a, transform, box_g

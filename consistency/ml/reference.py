@@ -130,17 +130,17 @@ def appearance_mismatch(gen: np.ndarray, orig_aligned: np.ndarray, region: np.nd
     return out
 
 
-def segment_generated(gen: np.ndarray, silhouette: np.ndarray, matched: np.ndarray, mismatch: np.ndarray,
-                      band: float = 0.25, work_size: int = 160, iterations: int = 3, min_contrast: float = 25.0) -> np.ndarray:
+def segment_generated(gen: np.ndarray, orig_aligned: np.ndarray, silhouette: np.ndarray, matched: np.ndarray,
+                      mismatch: np.ndarray, band: float = 0.25, work_size: int = 160, iterations: int = 3) -> np.ndarray:
     """The generated product's mask.
 
     Inside the aligned silhouette, the product is there unless a pixel was tested and differs
     (`mismatch`) *and* GrabCut calls it background (an erased part shows the scene; a recoloured
     or blurred part is still product, reported by the appearance metrics instead). Outside, GrabCut
-    decides over a band of `band` box-sizes, with `matched` pixels as certain product; a grown
-    region counts only if it is connected to the product and its mean colour is rare (ΔE76 <
-    `min_contrast` on under a quarter) in the scene around it; otherwise it is scene the colour
-    model could not tell from the product, e.g. a white wall next to a white carton.
+    decides over a band of `band` box-sizes, with `matched` pixels as certain product. A grown
+    region counts only if it is connected to the product and the product's own outline where it
+    attaches has faded (`_outline_kept`); otherwise it is scene the colour model could not tell
+    from the product (a white wall next to a white carton, a potato on a wooden board).
     """
     box = mask_bbox(silhouette)
     if box is None or not matched.any():
@@ -176,35 +176,45 @@ def segment_generated(gen: np.ndarray, silhouette: np.ndarray, matched: np.ndarr
     # only what is connected to the certain product counts (not a look-alike elsewhere in the band)
     n, labels = cv2.connectedComponents(fg, connectivity=8)
     fg = np.isin(labels, np.unique(labels[sure & (labels > 0)])) & ~(labels == 0)
-    grown = _distinct_growth(small_rgb, fg & ~sil, fg | sil, min_contrast)
     out = np.zeros(silhouette.shape, bool)
-    out[y0:y1, x0:x1] = cv2.resize((grown | fg).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
-    grown_full = np.zeros(silhouette.shape, bool)
-    grown_full[y0:y1, x0:x1] = cv2.resize(grown.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
+    out[y0:y1, x0:x1] = cv2.resize(fg.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
     # the 1 px ring where resampling puts the edge either way is not counted as growth
     ring = cv2.dilate(silhouette.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    grown = _outline_kept(gen, orig_aligned, silhouette, out & ~ring)
     lost = silhouette & ~out & (cv2.dilate(mismatch.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
-    return (grown_full & ~ring) | (silhouette & ~lost)
+    return grown | (silhouette & ~lost)
 
 
-def _distinct_growth(rgb: np.ndarray, grown: np.ndarray, product: np.ndarray, min_contrast: float) -> np.ndarray:
-    """Components of `grown` whose mean Lab colour is rare in the scene ring around them."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
-    if n <= 1:
+def _edge_strength(rgb: np.ndarray) -> np.ndarray:
+    g = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+    return cv2.dilate(mag, np.ones((5, 5), np.uint8))  # ±2 px: the outline need not be exactly in place
+
+
+def _outline_kept(gen: np.ndarray, orig_aligned: np.ndarray, silhouette: np.ndarray, grown: np.ndarray,
+                  min_edge: float = 20.0, kept: float = 0.97) -> np.ndarray:
+    """Drop grown components beside which the original's outline is still visible.
+
+    A part the generator added continues the product, so the product's outline where it attaches
+    fades; scene that GrabCut mistook for product leaves the outline as it was. Judged only where
+    the original has a clear outline (Sobel magnitude ≥ `min_edge`): "kept" when the generated
+    image keeps at least `kept` of its strength on three quarters of the attachment."""
+    if not grown.any():
         return grown
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab[..., 0] *= 100.0 / 255.0
-    lab[..., 1:] -= 128.0
-    keep = np.zeros_like(grown)
+    box = mask_bbox(silhouette | grown)
+    x0, y0, x1, y1 = expand_box(box, 0.05, silhouette.shape)
+    sil, gr = silhouette[y0:y1, x0:x1], grown[y0:y1, x0:x1]
+    outline = sil & ~(cv2.erode(sil.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    e_gen, e_orig = _edge_strength(gen[y0:y1, x0:x1]), _edge_strength(orig_aligned[y0:y1, x0:x1])
+    n, labels = cv2.connectedComponents(gr.astype(np.uint8), connectivity=8)
+    out = gr.copy()
     for i in range(1, n):
         comp = labels == i
-        w = max(2, int(0.5 * np.sqrt(stats[i, cv2.CC_STAT_AREA])))
-        ring = (cv2.dilate(comp.astype(np.uint8), np.ones((2 * w + 1, 2 * w + 1), np.uint8)) > 0) & ~product
-        if ring.sum() < 4:
-            keep |= comp
-            continue
-        # scene-like: a good part of the surroundings has the grown region's colour
-        close = np.linalg.norm(lab[ring] - lab[comp].mean(axis=0), axis=1) < min_contrast
-        if close.mean() < 0.25:
-            keep |= comp
-    return keep
+        touch = outline & (cv2.dilate(comp.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        strong = touch & (e_orig >= min_edge)
+        # a quarter of the attachment faded is enough: an added part need not cover all of it
+        if strong.sum() >= max(3, 0.5 * touch.sum()) and np.percentile(e_gen[strong] / e_orig[strong], 25) >= kept:
+            out[comp] = False
+    full = np.zeros_like(grown)
+    full[y0:y1, x0:x1] = out
+    return full

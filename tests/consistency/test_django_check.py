@@ -10,6 +10,7 @@ from django.urls import reverse
 from PIL import Image
 
 from consistency import services
+from consistency.ml import ConsistencyThresholds
 from consistency.models import MaskCorrection
 from core.models import SourceImage
 from core.services.storage import store_pixels
@@ -39,7 +40,7 @@ def test_untouched_composite_passes_and_altered_ones_fail_with_the_right_reason(
     assert untouched.consistency["metrics"]["iou"] > 0.85
     assert untouched.consistency["inputs"]["placement_hint"] is True
     assert untouched.consistency_model is None  # nothing calibrated: the threshold rules decide
-    assert untouched.consistency["thresholds"]["max_area_change"] == 0.08
+    assert untouched.consistency["thresholds"]["max_area_change"] == ConsistencyThresholds().max_area_change
 
     scaled.refresh_from_db()
     assert scaled.consistency_passed is False
