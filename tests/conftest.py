@@ -67,6 +67,17 @@ def sample_dir():
     return SAMPLE
 
 
+@pytest.fixture
+def eager_celery():
+    """Tasks run inline in the test process (for service paths that enqueue a task)."""
+    from config.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
 def _worker_env() -> dict:
     db = settings.DATABASES["default"]
     env = dict(os.environ)

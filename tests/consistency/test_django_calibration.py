@@ -27,15 +27,6 @@ def label(generation, user, intact: bool, source="annotator"):
     return ImageLabel.objects.create(generation=generation, annotator=user, source=source, product_intact=intact)
 
 
-@pytest.fixture
-def eager_celery():
-    conf = calibrate_consistency_task.app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
-
-
 @pytest.mark.django_db
 def test_too_few_labels_fails_clearly_with_the_number_needed(client, demo_project, annotator, ml_engineer,
                                                              artifacts, eager_celery):

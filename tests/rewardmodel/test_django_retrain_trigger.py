@@ -17,15 +17,6 @@ from tests.rewardmodel.test_django_data import build_labelled_project, reward_se
 
 
 @pytest.fixture
-def eager_celery():
-    conf = maybe_retrain_task.app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
-
-
-@pytest.fixture
 def project_with_history(demo_project, annotator, qa_user, reward_settings, eager_celery):
     """86 labels and a finished run, so only labels stored from here on are new; open queues for
     a second annotator."""
