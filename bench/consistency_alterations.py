@@ -122,13 +122,21 @@ def is_large(c) -> bool:
     return c["magnitude"] >= 0.10
 
 
-def run(cases, checker, use_mask: bool = True):
+def platform_reference(c) -> np.ndarray:
+    """The original as the platform builds it when the generator reports where it put the
+    product: the original product's pixels pasted into the generated image at that place."""
+    return np.where(c["original_mask"][..., None], c["original"], c["generated"])
+
+
+def run(cases, checker, use_mask: bool = True, reference_from_generated: bool = False):
     rows = []
     t0 = time.perf_counter()
     for c in cases:
         c0 = time.process_time()
-        res = checker.check(c["original"], c["generated"], category=c["category"],
-                            original_mask=c["original_mask"] if use_mask else None)
+        original = platform_reference(c) if reference_from_generated else c["original"]
+        res = checker.check(original, c["generated"], category=c["category"],
+                            original_mask=c["original_mask"] if use_mask else None,
+                            surroundings_from_generated=reference_from_generated)
         rows.append(dict(kind=c["kind"], magnitude=c["magnitude"], positive=c["positive"], product=c["product"],
                          flagged=not res.passed, status=res.status, reasons=res.reasons, metrics=res.metric_row(),
                          area_change_true=c["area_change"], delta_e_true=c["delta_e"], large=is_large(c), seconds=res.seconds,
@@ -172,6 +180,9 @@ def main(argv=None):
                     help="reference: the default checker (original-guided); segment-both: U2-Net segments the "
                          "generated image on its own, refined with the original's colours (the earlier default)")
     ap.add_argument("--no-mask", action="store_true", help="segment the original too instead of passing its mask")
+    ap.add_argument("--reference-from-generated", action="store_true",
+                    help="compare with the original product pasted into the generated image, as the platform does "
+                         "when a backend reports its placement (the product stays in place; 'moved' pairs are skipped)")
     ap.add_argument("--fit-thresholds", action="store_true", help="also fit a calibrated model (held-out split)")
     ap.add_argument("--json", help="write rows and summary here")
     args = ap.parse_args(argv)
@@ -184,7 +195,9 @@ def main(argv=None):
     print(f"built {len(cases)} pairs from {n} products in {time.perf_counter() - t:.1f} s (data: {D.data_root()})")
     checker = ConsistencyChecker() if args.mode == "reference" else ConsistencyChecker(locator=SalientLocator())
     print(f"mode: {args.mode} ({checker._models()})")
-    rows, elapsed = run(cases, checker, use_mask=not args.no_mask)
+    if args.reference_from_generated:
+        cases = [c for c in cases if c["kind"] != "moved"]
+    rows, elapsed = run(cases, checker, use_mask=not args.no_mask, reference_from_generated=args.reference_from_generated)
     summary = report(rows, elapsed)
     if args.fit_thresholds:
         from consistency.ml.calibration import evaluate, fit_calibration

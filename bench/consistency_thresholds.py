@@ -30,6 +30,8 @@ LIMITS = {
     "max_delta_e": ("delta_e_mean_colour", "max"),
     "max_colour_changed_fraction": ("colour_changed_fraction", "max"),
     "max_edge_difference": ("edge_difference", "max"),
+    "max_mismatch_fraction": ("mismatch_fraction", "max"),
+    "max_detail_loss": ("detail_loss", "max"),
 }
 
 

@@ -372,7 +372,8 @@ def check_generation(generation: Generation, ctx: CheckContext | None = None) ->
             res = None
             result = _defined_failure("product_missing", "product missing in generated image (human-corrected mask)")
         else:
-            res = checker.check(original, gen_rgb, category=product.category or None, original_mask=orig_mask)
+            res = checker.check(original, gen_rgb, category=product.category or None, original_mask=orig_mask,
+                                surroundings_from_generated=inputs["placement_hint"])
             result = res.to_dict(include_masks=False)
     except Exception as exc:  # a checker bug must not take the batch down
         log.exception("consistency check failed for generation %s", generation.pk)

@@ -241,27 +241,27 @@ class ConsistencyChecker:
         return located, m
 
     # -- the two ways of finding the generated product
-    def _place_by_reference(self, orig, m_orig, gen, category, box_o):
+    def _place_by_reference(self, orig, m_orig, gen, category, box_o, surroundings_from_generated: bool):
         """Reference-guided: (aligned original mask, aligned original image, generated mask,
-        mismatching pixels, affine, transform info, box) or None when the product is not there.
-        The template guess is tried first; when it finds nothing, or a spot where the original's
-        pixels do not match, U2-Net saliency near the original position is tried."""
+        mismatching pixels, tested pixels, affine, transform info), or None when the product
+        is not there. The in-place position and the template match are both refined by ECC and the
+        better fit is kept; when it does not fit (low correlation, or too few of the original's
+        pixels match), U2-Net saliency near the original position gives a last start."""
         th = self.thresholds
-        starts = [(np.eye(2, 3), box_o, "in-place")]  # most backends keep the product where it was
+        starts = [(np.eye(2, 3), "in-place")]  # most backends keep the product where it was
         located = self.locator.locate(gen, category, box_o, reference=(orig, m_orig))
         if located is not None and located.affine is not None:
-            starts.append((located.affine, located.box, self.locator.name))
-        fits = [(refine_alignment(orig, m_orig, gen, init, allow_rotation=th.allow_rotation), box_g, how)
-                for init, box_g, how in starts]
+            starts.append((located.affine, self.locator.name))
+        fits = [(refine_alignment(orig, m_orig, gen, init, allow_rotation=th.allow_rotation), how) for init, how in starts]
         fits.sort(key=lambda fit: -1.0 if fit[0][1] != fit[0][1] else fit[0][1], reverse=True)
-        for (a, cc), box_g, how in fits[:1] + [((None, None), None, None)]:
+        for (a, cc), how in fits[:1] + [((None, None), None)]:
             if a is None:  # lazily: saliency is the expensive fallback
                 salient = self.salient.locate(gen, category, box_o)
                 if salient is None or salient.mask is None:
                     return None
                 sim = moments_similarity(fill_holes(m_orig), fill_holes(salient.mask), th.allow_rotation)
                 a, cc = refine_alignment(orig, m_orig, gen, sim.matrix(), allow_rotation=th.allow_rotation)
-                box_g, how = salient.box, self.salient.name
+                how = self.salient.name
             # the coarse fit is good to a pixel at 128 px; fine print needs it at the working size
             fine, fine_cc = refine_alignment(orig, m_orig, gen, a, size=self.fine_alignment_size, iterations=20,
                                              allow_rotation=th.allow_rotation)
@@ -277,17 +277,20 @@ class ConsistencyChecker:
             # without an ECC fit (nan) only a clear pixel majority says the product is there
             aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
             if aligned and share >= th.min_presence:
-                m_gen = segment_generated(gen, img_o, m_o, matched, mismatch)
+                m_gen = segment_generated(gen, None if surroundings_from_generated else img_o, m_o, matched, mismatch)
                 transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
                              "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
-                return m_o, img_o, m_gen, mismatch, inner, a, transform, box_g
+                return m_o, img_o, m_gen, mismatch, inner, a, transform
             if how == self.salient.name:
                 return None
         return None
 
     # -- main entry point
     def check(self, original: np.ndarray, generated: np.ndarray, category: str | None = None,
-              original_mask: np.ndarray | None = None) -> ConsistencyResult:
+              original_mask: np.ndarray | None = None, surroundings_from_generated: bool = False) -> ConsistencyResult:
+        """`surroundings_from_generated`: the original was made by pasting the product into the
+        generated image (the platform does so where the generator reported its placement), so
+        its pixels around the product say nothing about what grew there."""
         t0 = time.perf_counter()
         th = self.thresholds
         gen_full = as_rgb_uint8(generated)
@@ -339,12 +342,13 @@ class ConsistencyChecker:
 
         # 2. the generated product, searched near where the original is
         if self.reference_guided:
-            placed = self._place_by_reference(orig, m_orig, gen, category, box_o)
+            placed = self._place_by_reference(orig, m_orig, gen, category, box_o, surroundings_from_generated)
             if placed is None:
                 return finish(False, "product_missing", ["product missing in generated image"], {"area_change": -1.0},
                               m_orig, None, box_o, None)
-            m_o, img_o, m_gen, mismatch, inner, affine, transform, box_g = placed
+            m_o, img_o, m_gen, mismatch, inner, affine, transform = placed
             m_o, m_gen = fill_holes(m_o), fill_holes(m_gen)
+            box_g = mask_bbox(m_gen)
             area_o = float(fill_holes(m_orig).sum())
             scale = affine_scale(affine)
         else:

@@ -130,7 +130,7 @@ def appearance_mismatch(gen: np.ndarray, orig_aligned: np.ndarray, region: np.nd
     return out
 
 
-def segment_generated(gen: np.ndarray, orig_aligned: np.ndarray, silhouette: np.ndarray, matched: np.ndarray,
+def segment_generated(gen: np.ndarray, orig_aligned: np.ndarray | None, silhouette: np.ndarray, matched: np.ndarray,
                       mismatch: np.ndarray, band: float = 0.25, work_size: int = 160, iterations: int = 3) -> np.ndarray:
     """The generated product's mask.
 
@@ -191,15 +191,19 @@ def _edge_strength(rgb: np.ndarray) -> np.ndarray:
     return cv2.dilate(mag, np.ones((5, 5), np.uint8))  # ±2 px: the outline need not be exactly in place
 
 
-def _outline_kept(gen: np.ndarray, orig_aligned: np.ndarray, silhouette: np.ndarray, grown: np.ndarray,
+def _outline_kept(gen: np.ndarray, orig_aligned: np.ndarray | None, silhouette: np.ndarray, grown: np.ndarray,
                   min_edge: float = 20.0, kept: float = 0.97) -> np.ndarray:
     """Drop grown components beside which the original's outline is still visible.
 
     A part the generator added continues the product, so the product's outline where it attaches
-    fades; scene that GrabCut mistook for product leaves the outline as it was. Judged only where
-    the original has a clear outline (Sobel magnitude ≥ `min_edge`): "kept" when the generated
-    image keeps at least `kept` of its strength on three quarters of the attachment."""
-    if not grown.any():
+    fades; scene that GrabCut mistook for product leaves the outline as it was. With the original
+    (`orig_aligned`, its own surroundings), judged where it has a clear outline (Sobel magnitude
+    ≥ `min_edge`): "kept" when the generated image keeps at least `kept` of that strength on three
+    quarters of the attachment. Without it (the caller built the original from the generated
+    image, so its surroundings are the generated pixels and prove nothing) every grown component
+    is kept: a seam where a generator extended the product looks like an outline too, and a
+    missed alteration costs more than a false alarm a QA reviewer clears."""
+    if orig_aligned is None or not grown.any():
         return grown
     box = mask_bbox(silhouette | grown)
     x0, y0, x1, y1 = expand_box(box, 0.05, silhouette.shape)

@@ -55,7 +55,8 @@ def colour_shift(rgb):
 def staged_image(stem: str, stage: str = "3", alteration: str | None = None):
     """(generated image, placement mask). The placement mask is where the generator put the
     untouched product; `alteration` changes the product after placement:
-    scale (area +25 %), colour (a* shift), missing (the stage only)."""
+    scale (area +25 %), colour (a* shift), missing (the stage only), extended (the product's
+    lowest fifth repeated below it, as a generator stretching the packaging downwards would)."""
     stage_rgb = load_rgb(SAMPLE / "stages" / f"{stage}.jpg")
     rgb, alpha = cutout(stem)
     image, placement = paste(stage_rgb, rgb, alpha)
@@ -66,6 +67,13 @@ def staged_image(stem: str, stage: str = "3", alteration: str | None = None):
         image, _ = paste(stage_rgb, colour_shift(rgb), alpha)
     elif alteration == "missing":
         image = stage_rgb.copy()
+    elif alteration == "extended":
+        ys, xs = np.nonzero(placement)
+        step = (ys.max() - ys.min()) // 5
+        band = placement & (np.arange(placement.shape[0])[:, None] >= ys.max() - step)
+        by, bx = np.nonzero(band)
+        image = image.copy()
+        image[by + step, bx] = image[by, bx]
     elif alteration is not None:
         raise ValueError(alteration)
     return image, placement

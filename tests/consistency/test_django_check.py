@@ -58,6 +58,18 @@ def test_untouched_composite_passes_and_altered_ones_fail_with_the_right_reason(
 
 
 @pytest.mark.django_db
+def test_product_extended_beyond_its_placement_fails(demo_project):
+    # the reference is built from the generated image at the reported placement, so the growth
+    # must be found in the generated image itself
+    extended = make_generation(demo_project, JUICE, "extended", seed=3)
+    result = services.check_generation(extended)
+    assert result["inputs"]["placement_hint"] is True
+    assert result["passed"] is False, result["metrics"]
+    assert any("grew" in r or "expanded" in r for r in result["reasons"]), result["reasons"]
+    assert result["metrics"]["expansion"] > 0.1
+
+
+@pytest.mark.django_db
 def test_project_rules_override_defaults(demo_project):
     demo_project.consistency_rules = {"allow_rescale": True, "max_expansion": 0.5, "max_shrinkage": 0.5,
                                       "min_iou": 0.0, "min_boundary_f": 0.0, "unknown_key": 1}
@@ -65,7 +77,7 @@ def test_project_rules_override_defaults(demo_project):
     scaled = make_generation(demo_project, ORANGE, "scale")
     result = services.check_generation(scaled)
     assert result["thresholds"]["allow_rescale"] is True and "unknown_key" not in result["thresholds"]
-    assert not any("area" in r for r in result["reasons"])
+    assert not any("area grew" in r or "area shrank" in r for r in result["reasons"]), result["reasons"]
 
 
 @pytest.mark.django_db
