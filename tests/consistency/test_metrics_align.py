@@ -87,3 +87,34 @@ def test_reasons_are_readable_and_thresholds_configurable():
     lenient = ConsistencyChecker(locator=object(), thresholds=ConsistencyThresholds(allow_rescale=True, max_delta_e=10))
     assert lenient.reasons(metrics) == []
     assert ConsistencyThresholds.from_dict(ConsistencyThresholds().to_dict()) == ConsistencyThresholds()
+
+
+def test_reference_alignment_recovers_a_known_move_and_resize():
+    from consistency.ml import TemplateLocator
+    from consistency.ml.reference import affine_scale, refine_alignment
+
+    orig = np.full((240, 240, 3), 255, np.uint8)
+    mask = rect((240, 240), 70, 60, 160, 190)
+    yy, xx = np.mgrid[0:240, 0:240]
+    orig[mask] = np.stack([xx * 2 % 256, yy * 3 % 256, np.full_like(xx, 90)], -1)[mask]  # a printed carton
+    cv2.circle(orig, (100, 100), 18, (20, 40, 200), -1)
+    cv2.putText(orig, "JUICE", (74, 150), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    truth = np.array([[1.08, 0.0, -9.5], [0.0, 1.08, 6.25]])  # +17 % area, moved
+    gen = cv2.warpAffine(orig, truth, (240, 240), borderValue=(255, 255, 255))
+    start = TemplateLocator().locate(gen, reference=(orig, mask)).affine  # the checker's first guess
+    a, cc = refine_alignment(orig, mask, gen, start)
+    a, cc = refine_alignment(orig, mask, gen, a, size=320, iterations=20)
+    assert cc > 0.99
+    assert affine_scale(a) == pytest.approx(1.08, abs=0.005)
+    corners = np.array([[70, 60, 1], [160, 60, 1], [70, 190, 1], [160, 190, 1]], float)
+    assert np.abs(corners @ a.T - corners @ truth.T).max() < 1.0  # the product lands within a pixel
+
+
+def test_blurred_print_is_detail_loss_and_a_copy_is_not():
+    rng = np.random.default_rng(1)
+    printed = cv2.GaussianBlur(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8), (0, 0), 0.8)
+    region = rect((120, 120), 10, 10, 110, 110)
+    assert M.detail_loss(printed.copy(), printed, region) == 0.0
+    blurred = printed.copy()
+    blurred[10:60] = cv2.GaussianBlur(printed, (0, 0), 3.0)[10:60]
+    assert M.detail_loss(blurred, printed, region) > 0.3
