@@ -73,7 +73,7 @@ class ConsistencyThresholds:
 
     max_area_change: float = 0.05  # |area_gen / area_orig − 1| (ignored when allow_rescale)
     min_iou: float = 0.85  # mask IoU after alignment
-    max_expansion: float = 0.03  # Eshratifar et al. 2024 expansion after alignment
+    max_expansion: float = 0.05  # Eshratifar et al. 2024 expansion after alignment
     max_shrinkage: float = 0.07  # share of the original silhouette lost after alignment
     min_boundary_f: float = 0.45  # boundary F-score after alignment (tolerance 2 px at work size)
     min_ssim: float = 0.95  # SSIM inside the product (segment-both alignment is looser: calibrate it)
