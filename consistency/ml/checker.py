@@ -31,8 +31,8 @@ import numpy as np
 from core.ml.segmentation import ProductSegmenter, as_rgb_uint8, fill_holes, mask_bbox, segment_product
 
 from . import metrics as M
-from .align import estimate_similarity, moments_similarity, warp_affine
-from .reference import affine_scale, appearance_mismatch, refine_alignment, segment_generated
+from .align import estimate_similarity, moments_similarity
+from .reference import affine_scale, aligned_original, refine_alignment, segment_generated
 from .locate import (
     Box,
     BoxSegmenter,
@@ -253,37 +253,37 @@ class ConsistencyChecker:
         if located is not None and located.affine is not None:
             starts.append((located.affine, self.locator.name))
         fits = [(refine_alignment(orig, m_orig, gen, init, allow_rotation=th.allow_rotation), how) for init, how in starts]
-        fits.sort(key=lambda fit: -1.0 if fit[0][1] != fit[0][1] else fit[0][1], reverse=True)
-        for (a, cc), how in fits[:1] + [((None, None), None)]:
-            if a is None:  # lazily: saliency is the expensive fallback
-                salient = self.salient.locate(gen, category, box_o)
-                if salient is None or salient.mask is None:
-                    return None
-                sim = moments_similarity(fill_holes(m_orig), fill_holes(salient.mask), th.allow_rotation)
-                a, cc = refine_alignment(orig, m_orig, gen, sim.matrix(), allow_rotation=th.allow_rotation)
-                how = self.salient.name
-            # the coarse fit is good to a pixel at 128 px; fine print needs it at the working size
-            fine, fine_cc = refine_alignment(orig, m_orig, gen, a, size=self.fine_alignment_size, iterations=20,
-                                             allow_rotation=th.allow_rotation)
-            if fine_cc == fine_cc:
-                a, cc = fine, fine_cc
-            shape = gen.shape[:2]
-            m_o = warp_affine(m_orig, a, shape, nearest=True)
-            img_o = warp_affine(orig, a, shape, border_value=(255, 255, 255))
-            inner = cv2.erode(m_o.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-            mismatch = appearance_mismatch(gen, img_o, inner)
-            matched = inner & ~mismatch
-            share = matched.sum() / max(inner.sum(), 1)
-            # without an ECC fit (nan) only a clear pixel majority says the product is there
-            aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
-            if aligned and share >= th.min_presence:
-                m_gen = segment_generated(gen, None if surroundings_from_generated else img_o, m_o, matched, mismatch)
-                transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
-                             "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
-                return m_o, img_o, m_gen, mismatch, inner, a, transform
-            if how == self.salient.name:
-                return None
-        return None
+        (a, cc), how = max(fits, key=lambda fit: -1.0 if fit[0][1] != fit[0][1] else fit[0][1])
+        placed = self._placement_at(orig, m_orig, gen, a, cc, how, surroundings_from_generated)
+        if placed is not None:
+            return placed
+        # saliency is the expensive fallback: only when the cheap starts did not fit
+        salient = self.salient.locate(gen, category, box_o)
+        if salient is None or salient.mask is None:
+            return None
+        sim = moments_similarity(fill_holes(m_orig), fill_holes(salient.mask), th.allow_rotation)
+        a, cc = refine_alignment(orig, m_orig, gen, sim.matrix(), allow_rotation=th.allow_rotation)
+        return self._placement_at(orig, m_orig, gen, a, cc, self.salient.name, surroundings_from_generated)
+
+    def _placement_at(self, orig, m_orig, gen, a, cc, how, surroundings_from_generated: bool):
+        """The reference-guided result for one coarse fit `a`, or None when the original is not there."""
+        th = self.thresholds
+        # the coarse fit is good to a pixel at 128 px; fine print needs it at the working size
+        fine, fine_cc = refine_alignment(orig, m_orig, gen, a, size=self.fine_alignment_size, iterations=20,
+                                         allow_rotation=th.allow_rotation)
+        if fine_cc == fine_cc:
+            a, cc = fine, fine_cc
+        m_o, img_o, inner, mismatch = aligned_original(orig, m_orig, gen, a)
+        matched = inner & ~mismatch
+        share = matched.sum() / max(inner.sum(), 1)
+        # without an ECC fit (nan) only a clear pixel majority says the product is there
+        aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
+        if not (aligned and share >= th.min_presence):
+            return None
+        m_gen = segment_generated(gen, None if surroundings_from_generated else img_o, m_o, matched, mismatch)
+        transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
+                     "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
+        return m_o, img_o, m_gen, mismatch, inner, a, transform
 
     # -- main entry point
     def check(self, original: np.ndarray, generated: np.ndarray, category: str | None = None,
@@ -363,10 +363,7 @@ class ConsistencyChecker:
             m_orig, m_gen = fill_holes(m_orig), fill_holes(m_gen)
             area_o = float(m_orig.sum())
             sim = estimate_similarity(orig, m_orig, gen, m_gen, allow_rotation=th.allow_rotation)
-            m_o = warp_affine(m_orig, sim.matrix(), (wh, ww), nearest=True)
-            img_o = warp_affine(orig, sim.matrix(), (wh, ww), border_value=(255, 255, 255))
-            inner = cv2.erode(m_o.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-            mismatch = appearance_mismatch(gen, img_o, inner)
+            m_o, img_o, inner, mismatch = aligned_original(orig, m_orig, gen, sim.matrix())
             transform, box_g, scale = sim.to_dict(), located_g.box, sim.scale
 
         # 3. compare

@@ -150,16 +150,16 @@ def detail_loss(img_gen: np.ndarray, img_orig: np.ndarray, region: np.ndarray, t
     original has at least `min_energy` there and the generated image keeps less than `keep` of
     it: a blurred label, smoothed-over text. 0 when the product has no detail anywhere.
     """
-    box = None if region.sum() < 16 else cv2.boundingRect(region.astype(np.uint8))
-    if box is None:
+    if region.sum() < 16:
         return 0.0
-    x, y, w, h = box
+    img_gen, img_orig, r = _crop_to(region, 0, img_gen, img_orig)
+
     def energy(rgb):
-        g = cv2.GaussianBlur(_gray(rgb[y:y + h, x:x + w]).astype(np.float32), (0, 0), 1.0)
+        g = cv2.GaussianBlur(_gray(rgb).astype(np.float32), (0, 0), 1.0)
         return np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=3))
+
     eg, eo = energy(img_gen), energy(img_orig)
-    r = region[y:y + h, x:x + w]
-    th, tw = h // tile, w // tile
+    th, tw = r.shape[0] // tile, r.shape[1] // tile
     if th == 0 or tw == 0:
         return 0.0
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from core.ml.segmentation import mask_bbox
 
+from .align import warp_affine
 from .locate import Box, expand_box
 
 
@@ -96,6 +97,16 @@ def refine_alignment(orig: np.ndarray, m_orig: np.ndarray, gen: np.ndarray, init
     return a, float(cc)
 
 
+def aligned_original(orig: np.ndarray, m_orig: np.ndarray, gen: np.ndarray, a: np.ndarray):
+    """The original mapped by `a` into the generated frame: (silhouette, image, the silhouette's
+    inner part whose pixels are tested, and the tested pixels that do not match)."""
+    shape = gen.shape[:2]
+    m_o = warp_affine(m_orig, a, shape, nearest=True)
+    img_o = warp_affine(orig, a, shape, border_value=(255, 255, 255))
+    inner = cv2.erode(m_o.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return m_o, img_o, inner, appearance_mismatch(gen, img_o, inner)
+
+
 def appearance_mismatch(gen: np.ndarray, orig_aligned: np.ndarray, region: np.ndarray, threshold: float = 28.0,
                         blur_sigma: float = 1.0, max_offset: float = 25.0) -> np.ndarray:
     """Pixels of `region` whose colour differs from the aligned original by more than `threshold`
@@ -109,7 +120,7 @@ def appearance_mismatch(gen: np.ndarray, orig_aligned: np.ndarray, region: np.nd
     box = mask_bbox(region)
     if box is None:
         return out
-    x0, y0, x1, y1 = expand_box(box, 0.0, region.shape)
+    x0, y0, x1, y1 = box
     x0, y0, x1, y1 = max(0, x0 - 2), max(0, y0 - 2), min(region.shape[1], x1 + 2), min(region.shape[0], y1 + 2)
     g = cv2.GaussianBlur(gen[y0:y1, x0:x1].astype(np.float32), (0, 0), blur_sigma)
     o = cv2.GaussianBlur(orig_aligned[y0:y1, x0:x1].astype(np.float32), (0, 0), blur_sigma)
