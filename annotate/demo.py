@@ -46,7 +46,9 @@ def _product_cutout(product: Product) -> Image.Image:
     return photo
 
 
-def composite(product: Product, stage_path: Path, scale: float, x_pos: float, broken: bool = False) -> np.ndarray:
+def composite(product: Product, stage_path: Path, scale: float, x_pos: float,
+              broken: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(staged image, where the product was placed as an 8-bit mask), as a generator reports them."""
     stage = Image.open(stage_path).convert("RGB")
     stage.thumbnail((MAX_SIDE, MAX_SIDE))
     cutout = _product_cutout(product)
@@ -58,7 +60,9 @@ def composite(product: Product, stage_path: Path, scale: float, x_pos: float, br
     x = int((stage.width - side) * x_pos)
     y = stage.height - side - int(stage.height * 0.06)
     stage.paste(cutout, (x, max(0, y)), cutout)
-    return np.asarray(stage)
+    placement = Image.new("L", stage.size, 0)
+    placement.paste(cutout.getchannel("A"), (x, max(0, y)))
+    return np.asarray(stage), np.asarray(placement)
 
 
 def make_generation(product: Product, stage_path: Path, scale: float, x_pos: float, seed: int,
@@ -69,12 +73,13 @@ def make_generation(product: Product, stage_path: Path, scale: float, x_pos: flo
                                          seed=seed, candidate_index=0).first()
     if existing:
         return existing
-    stored = store_pixels(composite(product, stage_path, scale, x_pos, broken))
+    image, placement = composite(product, stage_path, scale, x_pos, broken)
+    stored = store_pixels(image)
     generation, _ = Generation.objects.get_or_create(
         product=product, backend=BACKEND, backend_version="1", params_hash=params_hash, seed=seed, candidate_index=0,
         defaults={"params": params, "status": Generation.Status.SUCCEEDED, "image": stored.name,
                   "sha256": stored.decoded.sha256, "width": stored.decoded.width, "height": stored.decoded.height,
-                  "metadata": {"demo": True}},
+                  "product_mask": store_pixels(placement, folder="masks").name, "metadata": {"demo": True}},
     )
     return generation
 

@@ -70,6 +70,19 @@ def test_product_extended_beyond_its_placement_fails(demo_project):
 
 
 @pytest.mark.django_db
+def test_demo_generations_record_their_placement_and_pass_unless_broken(demo_project):
+    from annotate.demo import make_demo_generations
+
+    good, broken = make_demo_generations(demo_project, max_products=1, broken_products=1)
+    assert all(g.product_mask for g in good + broken)
+    for g in good:
+        result = services.check_generation(g)
+        assert result["inputs"]["placement_hint"] is True
+        assert result["passed"] is True, (g.params, result["reasons"])
+    assert services.check_generation(broken[0])["passed"] is False  # colours swapped
+
+
+@pytest.mark.django_db
 def test_project_rules_override_defaults(demo_project):
     demo_project.consistency_rules = {"allow_rescale": True, "max_expansion": 0.5, "max_shrinkage": 0.5,
                                       "min_iou": 0.0, "min_boundary_f": 0.0, "unknown_key": 1}
