@@ -102,10 +102,17 @@ def build_cases(n_products: int, seed: int = 0, quick: bool = False):
             ea = D.erase_part(cut.alpha, f, rng)
             g, gm = D.composite(stage, cut, center, hf, alpha=ea)
             add("erase", f, g, gm)
-            ar, aa, off = D.add_part(cut.rgb, cut.alpha, f, rng)
-            c3, hf3 = D.placement_for(cut, stage.shape, center, hf, aa.shape, off)  # body stays in place
-            g, gm = D.composite(stage, cut, c3, hf3, rgb=ar, alpha=aa)
-            add("add_part", f, g, gm)
+            # the first side is drawn; if the frame cuts the part off there (a wide product reaching
+            # the stage's edge), the next side is tried, so every case shows what it claims to
+            side, aspect = int(rng.integers(4)), rng.uniform(0.8, 1.2)
+            for k in range(4):
+                ar, aa, off = D.add_part(cut.rgb, cut.alpha, f, (side + k) % 4, aspect)
+                c3, hf3 = D.placement_for(cut, stage.shape, center, hf, aa.shape, off)  # body stays in place
+                g, gm = D.composite(stage, cut, c3, hf3, rgb=ar, alpha=aa)
+                drawn = ((aa >= 0.5).sum() - (cut.alpha >= 0.5).sum()) * (hf * stage.shape[0] / cut.rgb.shape[0]) ** 2
+                if (gm & ~m_orig).sum() >= 0.9 * drawn:
+                    add("add_part", f, g, gm)
+                    break
         if cut.category == "packages" or rec["kind"] == "product_catalog":
             for f in BLURS:
                 g, gm = D.composite(stage, cut, center, hf, rgb=D.blur_region(cut.rgb, cut.alpha, f))

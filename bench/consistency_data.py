@@ -141,9 +141,12 @@ def erase_part(alpha: np.ndarray, fraction: float, rng: np.random.Generator) -> 
     return a
 
 
-def add_part(rgb: np.ndarray, alpha: np.ndarray, fraction: float, rng: np.random.Generator):
-    """Grow an extra piece (an ellipse filled with a product-like colour) on one side, adding
-    about `fraction` of the product area. Returns enlarged canvas rgb, alpha."""
+def add_part(rgb: np.ndarray, alpha: np.ndarray, fraction: float, side: int, aspect: float = 1.0):
+    """Grow an extra piece (an ellipse filled with a product-like colour) on one side (0 right,
+    1 left, 2 top, 3 bottom), adding about `fraction` of the product area. The ellipse is centred
+    on the product's own outermost edge on that side, so the piece is attached to the product
+    (centred on the bounding box's mid-line, it floated free of a pear beside its stalk).
+    Returns enlarged canvas rgb, alpha and the original's top-left offset in it."""
     h, w = alpha.shape
     m = alpha >= 0.5
     area = m.sum()
@@ -153,19 +156,19 @@ def add_part(rgb: np.ndarray, alpha: np.ndarray, fraction: float, rng: np.random
     big_a = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
     big_rgb[pad:pad + h, pad:pad + w] = rgb
     big_a[pad:pad + h, pad:pad + w] = alpha
-    side = rng.integers(4)
-    cy, cx = pad + h // 2, pad + w // 2
     ys, xs = np.nonzero(m)
+    edge = max(2, round(0.02 * max(h, w)))
     if side == 0:
-        cx = pad + int(xs.max())
+        cx, cy = xs.max(), np.median(ys[xs >= xs.max() - edge])
     elif side == 1:
-        cx = pad + int(xs.min())
+        cx, cy = xs.min(), np.median(ys[xs <= xs.min() + edge])
     elif side == 2:
-        cy = pad + int(ys.min())
+        cx, cy = np.median(xs[ys <= ys.min() + edge]), ys.min()
     else:
-        cy = pad + int(ys.max())
+        cx, cy = np.median(xs[ys >= ys.max() - edge]), ys.max()
+    cx, cy = pad + int(cx), pad + int(cy)
     blob = np.zeros_like(big_a, np.uint8)
-    cv2.ellipse(blob, (int(cx), int(cy)), (r, int(r * rng.uniform(0.8, 1.2))), 0, 0, 360, 1, -1)
+    cv2.ellipse(blob, (int(cx), int(cy)), (r, int(r * aspect)), 0, 0, 360, 1, -1)
     new = (blob > 0) & (big_a < 0.5)
     # texture the new part with the product itself, mirrored through the attachment point, as a
     # generator "continuing" the product would; pixels whose mirror is off-product get its median
