@@ -48,6 +48,10 @@ from .locate import (
 GROUNDING_ENV_VAR = "STAGECRAFT_GROUNDING_MODEL"
 SAM_ENV_VAR = "STAGECRAFT_SAM_MODEL"
 
+# ECC correlation (shading, invariant to gain and offset) at which the original's shape is taken
+# as found even when its colours match nowhere
+RECOLOURED_CORRELATION = 0.9
+
 METRIC_NAMES = (
     "area_change",
     "iou",
@@ -278,9 +282,13 @@ class ConsistencyChecker:
         share = matched.sum() / max(inner.sum(), 1)
         # without an ECC fit (nan) only a clear pixel majority says the product is there
         aligned = cc >= th.min_alignment_correlation if cc == cc else share >= 0.5
-        if not (aligned and share >= th.min_presence):
+        # a product recoloured wholesale matches few pixels, but its shading still fits the original
+        # almost perfectly (a missing one fits at 0.3–0.4 at best): it is there, and changed
+        recoloured = cc == cc and cc >= RECOLOURED_CORRELATION and share < th.min_presence
+        if not (aligned and (share >= th.min_presence or recoloured)):
             return None
-        m_gen = segment_generated(gen, None if surroundings_from_generated else img_o, m_o, matched, mismatch)
+        m_gen = segment_generated(gen, None if surroundings_from_generated else img_o, m_o,
+                                  inner if recoloured else matched, mismatch)
         transform = {"matrix": [[round(float(v), 6) for v in row] for row in a], "scale": affine_scale(a),
                      "ecc_correlation": None if cc != cc else round(cc, 4), "method": f"{how}+ecc-affine"}
         return m_o, img_o, m_gen, mismatch, inner, a, transform

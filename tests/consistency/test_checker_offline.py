@@ -65,12 +65,42 @@ def test_colour_shift_fails_with_delta_e_reason(scene, checker):
     assert abs(res.metrics["delta_e_mean_colour"] - measured) < 3.0
 
 
+def test_product_recoloured_wholesale_is_a_colour_change_not_missing(scene, checker):
+    # so few pixels keep their colour that a pixel count alone would call the product gone
+    recoloured, measured = D.recolour(scene["cut"].rgb, scene["cut"].alpha, 35.0, np.random.default_rng(0))
+    generated, _ = D.composite(scene["stage"], scene["cut"], CENTER, HEIGHT, rgb=recoloured)
+    res = checker.check(scene["original"], generated, category="juice", original_mask=scene["mask"])
+    assert res.status == "inconsistent", res.reasons
+    assert res.reasons[0].startswith("colour shift ΔE"), res.reasons
+    assert res.metrics["delta_e_mean_colour"] > 20 and res.metrics["iou"] > 0.9
+
+
 def test_erased_part_fails_as_missing_part(scene, checker):
     alpha = D.erase_part(scene["cut"].alpha, 0.25, np.random.default_rng(1))
     generated, _ = D.composite(scene["stage"], scene["cut"], CENTER, HEIGHT, alpha=alpha)
     res = checker.check(scene["original"], generated, category="juice", original_mask=scene["mask"])
     assert not res.passed
     assert any("shrank" in r or "missing or cut off" in r for r in res.reasons), res.reasons
+
+
+def _placement_hint_reference(original, mask, generated):
+    """The original as the platform builds it when the backend reported where it put the product."""
+    return np.where(mask[..., None], original, generated)
+
+
+@pytest.mark.parametrize("hint", [False, True], ids=["own-surroundings", "placement-hint"])
+def test_added_part_fails_as_expanded_outline(scene, checker, hint):
+    cut = scene["cut"]
+    rgb, alpha, offset = D.add_part(cut.rgb, cut.alpha, 0.2, side=0)
+    center, height = D.placement_for(cut, scene["stage"].shape, CENTER, HEIGHT, alpha.shape, offset)
+    generated, gen_mask = D.composite(scene["stage"], cut, center, height, rgb=rgb, alpha=alpha)
+    generated = D.rerender(generated, np.random.default_rng(2))
+    added = (gen_mask & ~scene["mask"]).sum() / scene["mask"].sum()
+    original = _placement_hint_reference(scene["original"], scene["mask"], generated) if hint else scene["original"]
+    res = checker.check(original, generated, original_mask=scene["mask"], surroundings_from_generated=hint)
+    assert not res.passed
+    assert any(r.startswith("product outline expanded") for r in res.reasons), res.reasons
+    assert res.metrics["expansion"] > 0.5 * added
 
 
 def test_product_missing_is_reported_not_raised(scene, checker):
