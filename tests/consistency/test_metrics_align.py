@@ -118,3 +118,23 @@ def test_blurred_print_is_detail_loss_and_a_copy_is_not():
     blurred = printed.copy()
     blurred[10:60] = cv2.GaussianBlur(printed, (0, 0), 3.0)[10:60]
     assert M.detail_loss(blurred, printed, region) > 0.3
+
+
+def test_growth_that_continues_into_the_scene_is_dropped_and_an_added_part_kept():
+    from consistency.ml.reference import _unlike_scene
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:200, 0:200]
+    orange = np.array((210.0, 140.0, 60.0))
+    gen = rng.normal((60, 90, 150), 6, (200, 200, 3))  # a blue scene
+    wall = xx >= 100  # an orange wall on the right, behind the product
+    gen[wall] = orange + rng.normal(0, 8, (wall.sum(), 3))
+    product = (xx - 100) ** 2 + (yy - 100) ** 2 < 40 ** 2
+    blob = ((xx - 60) ** 2 + (yy - 100) ** 2 < 15 ** 2) & ~product  # a part the generator added
+    gen[product | blob] = orange + 25 * np.sin(xx[product | blob] / 5.0)[:, None]
+    gen = np.clip(gen, 0, 255).astype(np.uint8)
+    near = cv2.dilate(product.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
+    wall_taken = wall & near & ~product  # the band of wall GrabCut's colour model took for product
+    kept = _unlike_scene(gen, product, blob | wall_taken)
+    assert kept[blob].all()
+    assert not kept[wall_taken].any()
