@@ -150,9 +150,11 @@ def segment_generated(gen: np.ndarray, orig_aligned: np.ndarray | None, silhouet
     (`mismatch`) *and* GrabCut calls it background (an erased part shows the scene; a recoloured
     or blurred part is still product, reported by the appearance metrics instead). Outside, GrabCut
     decides over a band of `band` box-sizes, with `matched` pixels as certain product. A grown
-    region counts only if it is connected to the product and the product's own outline where it
-    attaches has faded (`_outline_kept`); otherwise it is scene the colour model could not tell
-    from the product (a white wall next to a white carton, a potato on a wooden board).
+    region counts only if it is connected to the product, its colour is nearer the product than
+    the scene beyond it (`_unlike_scene`) and, where the original's own surroundings are known,
+    the product's own outline where it attaches has faded (`_outline_kept`); otherwise it is
+    scene the colour model could not tell from the product (a white wall next to a white carton,
+    a potato on a wooden board).
     """
     box = mask_bbox(silhouette)
     if box is None or not matched.any():
@@ -253,8 +255,9 @@ def _outline_kept(gen: np.ndarray, orig_aligned: np.ndarray | None, silhouette: 
     ≥ `min_edge`): "kept" when the generated image keeps at least `kept` of that strength on three
     quarters of the attachment. Without it (the caller built the original from the generated
     image, so its surroundings are the generated pixels and prove nothing) every grown component
-    is kept: a seam where a generator extended the product looks like an outline too, and a
-    missed alteration costs more than a false alarm a QA reviewer clears."""
+    is kept (the colour test has already run): a seam where a generator extended the product
+    looks like an outline too, and a missed alteration costs more than a false alarm a QA
+    reviewer clears."""
     if orig_aligned is None or not grown.any():
         return grown
     box = mask_bbox(silhouette | grown)
