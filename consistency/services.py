@@ -35,7 +35,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from consistency.models import MaskCorrection
@@ -496,6 +496,63 @@ def stale_after_corrections(generation: Generation) -> bool:
     if source is not None:
         newest.append(source.mask_corrections.aggregate(t=Max("created_at"))["t"])
     return any(t is not None and t > checked_at for t in newest)
+
+
+# --------------------------------------------------------------------------- segmenter fine-tuning
+MIN_SEGMENTER_EXAMPLES = 4  # corrected masks with a product in them (one in four is held out)
+
+
+def corrected_mask_examples(project: Project, log_fn: LogFn = None) -> list:
+    """The project's mask corrections as (photo, mask) training examples, newest correction per
+    image only. Empty corrections ("the product is not there") have nothing to segment and are
+    left out, as are corrections whose image can no longer be read."""
+    from consistency.ml.finetune import MaskExample
+
+    say = log_fn or (lambda s: None)
+    corrections = (MaskCorrection.objects
+                   .filter(Q(generation__product__project=project) | Q(source_image__product__project=project))
+                   .select_related("generation", "source_image").order_by("-created_at", "-pk"))
+    seen, examples = set(), []
+    for c in corrections:
+        original = c.target == MaskCorrection.Target.ORIGINAL
+        image = c.source_image.image if original else c.generation.image
+        key = (c.target, c.source_image_id if original else c.generation_id)
+        if key in seen or not image:
+            continue
+        seen.add(key)
+        try:
+            rgb = read_rgb(image.name, "original photo" if original else "generated image")
+            mask = read_mask(c.mask.name, rgb.shape[:2])
+        except (ImageRejected, OSError) as exc:
+            say(f"correction {c.pk} skipped: {exc}")
+            continue
+        if mask.sum() >= 16:
+            examples.append(MaskExample(rgb, mask, f"correction {c.pk}"))
+    return list(reversed(examples))  # oldest first: the held-out share is spread over time
+
+
+def finetune_segmenter(project: Project, out_dir: Path, base_model: str | None = None, epochs: int = 20,
+                       log_fn: LogFn = None) -> dict:
+    """Fine-tune the published SAM's mask decoder on the project's mask corrections and write the
+    model to `out_dir` (point STAGECRAFT_SAM_MODEL at it). Raises CalibrationError with what is
+    missing (no published SAM configured, too few corrections)."""
+    from consistency.ml.finetune import finetune_mask_decoder
+
+    say = log_fn or (lambda s: None)
+    base = base_model or (getattr(settings, "STAGECRAFT_MODELS", {}) or {}).get("sam")
+    if not base:
+        raise CalibrationError("Fine-tuning the segmenter needs published SAM weights: set STAGECRAFT_SAM_MODEL "
+                               "(a local folder or hub id) or pass the base model.")
+    examples = corrected_mask_examples(project, say)
+    if len(examples) < MIN_SEGMENTER_EXAMPLES:
+        raise CalibrationError(f"{len(examples)} corrected product masks in project {project.name}, need at least "
+                               f"{MIN_SEGMENTER_EXAMPLES}: correct masks on the consistency pages first.")
+    say(f"fine-tuning the mask decoder of {base} on {len(examples)} corrected masks")
+    report = finetune_mask_decoder(base, examples, Path(out_dir), epochs=epochs,
+                                   progress=lambda i, n: say(f"epoch {i}/{n}") if i == n or i % 5 == 0 else None)
+    say(f"held-out IoU {report['held_out_iou_before']:.3f} -> {report['held_out_iou_after']:.3f}; "
+        f"written to {out_dir}")
+    return report
 
 
 # --------------------------------------------------------------------------- calibration

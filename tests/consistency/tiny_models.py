@@ -39,7 +39,9 @@ def build_tiny_grounding_dino(folder: Path) -> Path:
     return folder
 
 
-def build_tiny_sam(folder: Path) -> Path:
+def build_tiny_sam(folder: Path, hidden: int = 8) -> Path:
+    """`hidden`: the width shared by the image embeddings, prompt encoder and mask decoder (the
+    decoder's output masks read hidden / 8 channels)."""
     from transformers import (
         SamConfig,
         SamImageProcessorPil,
@@ -51,11 +53,11 @@ def build_tiny_sam(folder: Path) -> Path:
     )
 
     folder.mkdir(parents=True, exist_ok=True)
-    vision = SamVisionConfig(hidden_size=16, output_channels=8, num_hidden_layers=2, num_attention_heads=2,
+    vision = SamVisionConfig(hidden_size=16, output_channels=hidden, num_hidden_layers=2, num_attention_heads=2,
                              image_size=64, patch_size=8, mlp_dim=32, window_size=2, global_attn_indexes=[1],
-                             num_pos_feats=4)
-    prompt = SamPromptEncoderConfig(hidden_size=8, image_size=64, patch_size=8, mask_input_channels=4)
-    decoder = SamMaskDecoderConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, mlp_dim=16,
+                             num_pos_feats=hidden // 2)
+    prompt = SamPromptEncoderConfig(hidden_size=hidden, image_size=64, patch_size=8, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2, mlp_dim=16,
                                    iou_head_hidden_dim=8)
     model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)).eval()
     image_processor = SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
