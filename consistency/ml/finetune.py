@@ -4,7 +4,8 @@ Only the mask decoder learns: the image encoder (most of SAM's weights) and the 
 frozen, so the image embeddings are computed once per photo and a few hundred corrections train on
 a CPU in minutes. Each correction prompts SAM with the box of the corrected mask, as the checker
 does, and the loss (binary cross-entropy + Dice) compares each of SAM's three low-resolution
-masks with the corrected mask mapped into the same padded frame. Plain Python (torch, transformers).
+masks with the corrected mask mapped into the same padded frame; the IoU head, which picks the mask
+the segmenter serves, learns each mask's actual IoU. Plain Python (torch, transformers).
 """
 from __future__ import annotations
 
@@ -80,6 +81,10 @@ def finetune_mask_decoder(model: str, examples: list[MaskExample], out_dir: Path
     epoch, and the mean box-prompted IoU on the held-out examples before and after."""
     import torch
 
+    if epochs < 1:
+        raise ValueError("epochs must be at least 1")
+    if Path(out_dir).resolve() == Path(model).resolve():
+        raise ValueError("the fine-tuned model must go to another folder than the base model it starts from")
     examples = [MaskExample(as_rgb_uint8(e.rgb), np.asarray(e.mask, bool), e.name) for e in examples]
     bad = [e.name or str(i) for i, e in enumerate(examples) if e.mask.shape != e.rgb.shape[:2] or not e.mask.any()]
     if bad:
@@ -90,7 +95,8 @@ def finetune_mask_decoder(model: str, examples: list[MaskExample], out_dir: Path
     torch.manual_seed(seed)
     base = SamBoxSegmenter(model)
     iou_before = mean_box_iou(base, held)
-    sam, processor = base.model.train(), base.processor
+    sam, processor = base.model.eval(), base.processor
+    sam.mask_decoder.train()
     for p in sam.parameters():
         p.requires_grad = False
     for p in sam.mask_decoder.parameters():
@@ -118,7 +124,12 @@ def finetune_mask_decoder(model: str, examples: list[MaskExample], out_dir: Path
             target = target.expand_as(logits)
             prob = torch.sigmoid(logits)
             dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + dice.mean()
+            # the IoU head learns each mask's real IoU: the segmenter serves the mask it scores best
+            with torch.no_grad():
+                hit = (logits > 0).float()
+                iou = (hit * (target > 0.5)).sum((1, 2)) / ((hit + (target > 0.5).float()).clamp(max=1).sum((1, 2)) + 1e-6)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + dice.mean()
+                    + torch.nn.functional.mse_loss(out.iou_scores[0, 0], iou))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -35,9 +35,20 @@ def tiny_sam(tmp_path):
     return str(build_tiny_sam(tmp_path / "sam", hidden=32))
 
 
+@pytest.fixture
+def second_project(db):
+    from core.models import Project
+    from core.services.imports import import_manifest
+    from tests.consistency.django_helpers import SAMPLE
+
+    project = Project.objects.create(name="Second shop", slug="second-shop")
+    import_manifest(project, SAMPLE / "manifest.jsonl")
+    return project
+
+
 @pytest.mark.django_db
-def test_corrections_train_the_segmenter_and_refusals_say_what_is_missing(demo_project, qa_user, tiny_sam, tmp_path,
-                                                                          settings, capsys):
+def test_corrections_train_the_segmenter_and_refusals_say_what_is_missing(demo_project, second_project, qa_user,
+                                                                          tiny_sam, tmp_path, settings, capsys):
     settings.STAGECRAFT_MODELS = {"grounding": "", "sam": ""}
     with pytest.raises(CommandError, match="needs published SAM weights"):
         call_command("finetune_segmenter", project=demo_project.name, out=str(tmp_path / "x"))
@@ -55,6 +66,8 @@ def test_corrections_train_the_segmenter_and_refusals_say_what_is_missing(demo_p
         services.save_mask_correction(g, "generated", png(m), qa_user)
     services.save_mask_correction(make_generation(demo_project, STEMS[0], alteration="missing", seed=1), "generated",
                                   png(np.zeros_like(placed[0])), qa_user)  # "not there": nothing to learn
+    other = make_generation(second_project, STEMS[1])  # another project's corrections stay there
+    services.save_mask_correction(other, "generated", png(services.read_mask(other.product_mask.name)), qa_user)
     examples = services.corrected_mask_examples(demo_project)
     assert len(examples) == 4
     assert (examples[0].mask == trimmed).all()  # the newest correction of an image wins
@@ -64,6 +77,15 @@ def test_corrections_train_the_segmenter_and_refusals_say_what_is_missing(demo_p
     printed = capsys.readouterr().out
     report = json.loads(printed[printed.index("{"):printed.rindex("}") + 1])
     assert report["train"] == 3 and report["held_out"] == 1 and report["base_model"] == tiny_sam
+
+    # a corrected original-photo mask is an example too
+    source = gens[2].product.source_image
+    drawn = np.zeros((source.height, source.width), bool)
+    drawn[source.height // 4: -source.height // 4, source.width // 4: -source.width // 4] = True
+    services.save_mask_correction(gens[2], "original", png(drawn), qa_user)
+    assert len(services.corrected_mask_examples(demo_project)) == 5
+    with pytest.raises(CommandError, match="another folder"):
+        call_command("finetune_segmenter", project=demo_project.name, out=tiny_sam, base=tiny_sam)
     assert (out / "config.json").is_file()
     from consistency.ml import SamBoxSegmenter
 

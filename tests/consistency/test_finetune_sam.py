@@ -46,6 +46,21 @@ def test_corrected_mask_lands_where_sam_sees_the_image():
     assert target[24:].max() == 0.0  # the padding below the photo is never product
 
 
+def test_target_read_back_the_way_the_segmenter_reads_sam_masks_is_the_mask(tiny_sam):
+    from consistency.ml.locate import _pil
+
+    segmenter = SamBoxSegmenter(tiny_sam)
+    example = examples(1)[0]
+    inputs = segmenter.processor(images=_pil(example.rgb), return_tensors="pt")
+    reshaped = tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
+    target = _target_in_mask_frame(example.mask, reshaped, tuple(inputs["pixel_values"].shape[-2:]), (32, 32))
+    logits = torch.from_numpy((target - 0.5) * 20)[None, None, None]
+    back = segmenter.processor.image_processor.post_process_masks(
+        logits, inputs["original_sizes"], inputs["reshaped_input_sizes"])[0][0, 0].numpy()
+    assert back.shape == example.mask.shape
+    assert (back & example.mask).sum() / (back | example.mask).sum() > 0.9
+
+
 def test_only_the_decoder_learns_and_the_saved_folder_serves(tiny_sam, tmp_path):
     report = finetune_mask_decoder(tiny_sam, examples(8), tmp_path / "tuned", epochs=12, learning_rate=1e-2)
     assert report["train"] == 6 and report["held_out"] == 2 and report["epochs"] == 12

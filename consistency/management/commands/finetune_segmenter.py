@@ -29,7 +29,8 @@ class Command(BaseCommand):
         try:
             report = services.finetune_segmenter(proj, Path(out), base_model=base, epochs=epochs,
                                                  log_fn=self.stdout.write)
-        except services.CalibrationError as exc:
+        except (services.CalibrationError, ValueError, OSError) as exc:
+            # a wrong --base folder, a hub id not in the local cache, a folder clash: say it plainly
             raise CommandError(str(exc))
         self.stdout.write(json.dumps(report, indent=1))
         self.stdout.write(self.style.SUCCESS(f"fine-tuned segmenter written to {out}"))
