@@ -500,6 +500,13 @@ def stale_after_corrections(generation: Generation) -> bool:
 
 # --------------------------------------------------------------------------- segmenter fine-tuning
 MIN_SEGMENTER_EXAMPLES = 4  # corrected masks with a product in them (one in four is held out)
+NO_SAM_CONFIGURED = ("Fine-tuning the segmenter needs published SAM weights: set STAGECRAFT_SAM_MODEL "
+                     "(a local folder or a hub id in the local cache)")
+
+
+def configured_sam() -> str:
+    """The published SAM the settings point at ("" for the offline default)."""
+    return (getattr(settings, "STAGECRAFT_MODELS", {}) or {}).get("sam") or ""
 
 
 def corrected_mask_examples(project: Project, log_fn: LogFn = None) -> list:
@@ -539,10 +546,9 @@ def finetune_segmenter(project: Project, out_dir: Path, base_model: str | None =
     from consistency.ml.finetune import finetune_mask_decoder
 
     say = log_fn or (lambda s: None)
-    base = base_model or (getattr(settings, "STAGECRAFT_MODELS", {}) or {}).get("sam")
+    base = base_model or configured_sam()
     if not base:
-        raise CalibrationError("Fine-tuning the segmenter needs published SAM weights: set STAGECRAFT_SAM_MODEL "
-                               "(a local folder or hub id) or pass the base model.")
+        raise CalibrationError(NO_SAM_CONFIGURED + " or pass the base model.")
     examples = corrected_mask_examples(project, say)
     if len(examples) < MIN_SEGMENTER_EXAMPLES:
         raise CalibrationError(f"{len(examples)} corrected product masks in project {project.name}, need at least "
@@ -822,15 +828,18 @@ def promote_version(version: ModelVersion, user=None) -> ModelVersion:
 STALE_RUN_AFTER_S = 15 * 60
 
 
-def start_calibration_run(project: Project, user, promote: str = "auto") -> TrainingRun:
-    """A new queued run; refused (CalibrationError) while another one of the project is active."""
+def start_calibration_run(project: Project, user, promote: str = "auto", finetune_segmenter: bool = False) -> TrainingRun:
+    """A new queued run; refused (CalibrationError) while another one of the project is active, or
+    when it should fine-tune the segmenter and no published SAM is configured."""
+    if finetune_segmenter and not configured_sam():
+        raise CalibrationError(NO_SAM_CONFIGURED + " and restart web and worker.")
     notice_stale_runs(project)
     active = TrainingRun.objects.filter(project=project, kind=ModelVersion.Kind.CONSISTENCY,
                                         state__in=[TrainingRun.State.QUEUED, TrainingRun.State.RUNNING]).first()
     if active is not None:
         raise CalibrationError(f"calibration run #{active.pk} is still {active.state}; wait for it to finish")
     return TrainingRun.objects.create(project=project, kind=ModelVersion.Kind.CONSISTENCY, started_by=user,
-                                      params={"promote": promote})
+                                      params={"promote": promote, "finetune_segmenter": finetune_segmenter})
 
 
 def run_log(run: TrainingRun, line: str) -> None:
@@ -898,6 +907,8 @@ def execute_calibration_run(run: TrainingRun, task_id: str = "") -> TrainingRun:
         log.exception("consistency calibration run %s failed", run.pk)
         fail_run(run, f"failed: {type(exc).__name__}: {exc}")
         return run
+    if run.params.get("finetune_segmenter"):
+        _finetune_into_version(run, mv)
     run.model_version = mv
     run.state = TrainingRun.State.SUCCEEDED
     run.progress = 1.0
@@ -907,6 +918,22 @@ def execute_calibration_run(run: TrainingRun, task_id: str = "") -> TrainingRun:
     return run
 
 
+
+
+def _finetune_into_version(run: TrainingRun, mv: ModelVersion) -> None:
+    """The run's optional step: SAM's mask decoder fine-tuned on the corrections, written beside
+    the calibration. It does not serve until STAGECRAFT_SAM_MODEL points at it (a deployment
+    setting, read once per process); a failure here is logged and leaves the calibration done."""
+    folder = Path(mv.artifact_path) / "segmenter"
+    try:
+        report = finetune_segmenter(run.project, folder, log_fn=lambda s: run_log(run, s))
+    except (CalibrationError, ValueError, OSError) as exc:
+        run_log(run, f"segmenter not fine-tuned: {exc}")
+        return
+    mv.metrics = {**mv.metrics, "segmenter": {**json.loads(json.dumps(report, default=_json_default)),
+                                              "path": str(folder)}}
+    mv.save(update_fields=["metrics"])
+    run_log(run, f"to serve the fine-tuned segmenter, set STAGECRAFT_SAM_MODEL={folder} and restart web and worker")
 
 
 # --------------------------------------------------------------------------- calibration model (consistency.ml)

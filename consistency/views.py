@@ -167,6 +167,7 @@ def calibration_page(request, slug):
         "generations": selectors.checked_generations(project),
         "labelled": len(services.human_intact_labels(project)),
         "min_labels": services.MIN_LABELLED_GENERATIONS,
+        "sam_configured": bool(services.configured_sam()),
         "rules": services.thresholds_for(project).to_dict(),
         "project_rules": project.consistency_rules or {},
     })
@@ -181,7 +182,8 @@ def calibrate(request, slug):
         promote = "auto"
     wants_json = request.headers.get("accept", "").startswith("application/json")
     try:
-        run = services.start_calibration_run(project, request.user, promote=promote)
+        run = services.start_calibration_run(project, request.user, promote=promote,
+                                             finetune_segmenter=request.POST.get("finetune_segmenter") == "on")
     except services.CalibrationError as exc:
         if wants_json:
             return JsonResponse({"error": str(exc)}, status=409)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,41 @@ def test_corrections_train_the_segmenter_and_refusals_say_what_is_missing(demo_p
 
     # the folder is what STAGECRAFT_SAM_MODEL then points at
     assert SamBoxSegmenter(str(out)).segment_box(examples[1].rgb, (10, 10, 60, 60)).alpha.shape == examples[1].mask.shape
+
+
+@pytest.mark.django_db
+def test_a_calibration_run_can_also_fine_tune_the_segmenter(client, demo_project, annotator, qa_user, ml_engineer,
+                                                             tiny_sam, settings, tmp_path):
+    from django.urls import reverse
+
+    from tests.consistency.test_django_calibration import PRODUCTS, label
+
+    settings.STAGECRAFT_ARTIFACT_DIR = tmp_path / "artifacts"
+    settings.STAGECRAFT_MODELS = {"grounding": "", "sam": ""}
+    client.force_login(ml_engineer)
+    url = reverse("consistency:calibrate", args=[demo_project.slug])
+    refused = client.post(url, {"promote": "auto", "finetune_segmenter": "on"}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 409 and "STAGECRAFT_SAM_MODEL" in refused.json()["error"]
+    page = client.get(reverse("consistency:calibration", args=[demo_project.slug])).content.decode()
+    assert 'name="finetune_segmenter" disabled' in page
+
+    for i, stem in enumerate(PRODUCTS):
+        ok = make_generation(demo_project, stem, seed=10 * i)
+        altered = make_generation(demo_project, stem, "scale" if i % 2 else "colour", seed=10 * i + 1)
+        label(ok, annotator, True)
+        label(altered, annotator, False)
+        services.save_mask_correction(ok, "generated", png(services.read_mask(ok.product_mask.name)), qa_user)
+    services.calibrate(demo_project, ml_engineer)  # the checks are stored with the offline default
+
+    settings.STAGECRAFT_MODELS = {"grounding": "", "sam": tiny_sam}
+    run = services.start_calibration_run(demo_project, ml_engineer, finetune_segmenter=True)
+    services.execute_calibration_run(run)
+    run.refresh_from_db()
+    assert run.state == "succeeded", run.log
+    segmenter = run.model_version.metrics["segmenter"]
+    assert segmenter["train"] == 3 and segmenter["held_out"] == 1
+    assert segmenter["path"] == str(Path(run.model_version.artifact_path) / "segmenter")
+    assert (Path(segmenter["path"]) / "config.json").is_file()
+    assert f"STAGECRAFT_SAM_MODEL={segmenter['path']}" in run.log
+    page = client.get(reverse("consistency:calibration", args=[demo_project.slug])).content.decode()
+    assert "fine-tuned SAM mask decoder" in page and 'name="finetune_segmenter">' in page
