@@ -89,6 +89,15 @@ def promoted_version(project: Project) -> ModelVersion | None:
                                        status=ModelVersion.Status.PROMOTED).first()
 
 
+def _configured_models() -> dict:
+    return getattr(settings, "STAGECRAFT_MODELS", {}) or {}
+
+
+def configured_sam() -> str:
+    """The published SAM the settings point at ("" for the offline default)."""
+    return _configured_models().get("sam") or ""
+
+
 _TIER_LOCK = threading.Lock()
 _TIER_CACHE: dict[tuple, tuple] = {}
 _CALIBRATED_CACHE: dict[tuple, object] = {}
@@ -99,8 +108,7 @@ def _model_tier() -> tuple[object | None, object | None, str]:
 
     Empty settings = offline default (U2-Net); published weights that cannot be loaded (not on
     disk, no network) fall back to the offline default with a note in every result."""
-    models = getattr(settings, "STAGECRAFT_MODELS", {}) or {}
-    grounding, sam = (models.get("grounding") or None), (models.get("sam") or None)
+    grounding, sam = _configured_models().get("grounding") or None, configured_sam() or None
     key = (grounding, sam)
     with _TIER_LOCK:
         if key not in _TIER_CACHE:
@@ -504,9 +512,6 @@ NO_SAM_CONFIGURED = ("Fine-tuning the segmenter needs published SAM weights: set
                      "(a local folder or a hub id in the local cache)")
 
 
-def configured_sam() -> str:
-    """The published SAM the settings point at ("" for the offline default)."""
-    return (getattr(settings, "STAGECRAFT_MODELS", {}) or {}).get("sam") or ""
 
 
 def corrected_mask_examples(project: Project, log_fn: LogFn = None) -> list:
@@ -930,8 +935,7 @@ def _finetune_into_version(run: TrainingRun, mv: ModelVersion) -> None:
     except (CalibrationError, ValueError, OSError) as exc:
         run_log(run, f"segmenter not fine-tuned: {exc}")
         return
-    mv.metrics = {**mv.metrics, "segmenter": {**json.loads(json.dumps(report, default=_json_default)),
-                                              "path": str(folder)}}
+    mv.metrics = {**mv.metrics, "segmenter": {**report, "path": str(folder)}}
     mv.save(update_fields=["metrics"])
     run_log(run, f"to serve the fine-tuned segmenter, set STAGECRAFT_SAM_MODEL={folder} and restart web and worker")
 

@@ -102,33 +102,36 @@ def finetune_mask_decoder(model: str, examples: list[MaskExample], out_dir: Path
     for p in sam.mask_decoder.parameters():
         p.requires_grad = True
 
-    prepared = []
+    prepared = []  # (image embeddings, box prompt, target in SAM's mask frame): fixed, so made once
     with torch.no_grad():
         for e in train:
             inputs = processor(images=_pil(e.rgb), input_boxes=[[[float(v) for v in box_prompt(e.mask)]]],
                                return_tensors="pt")
             embeddings = sam.get_image_embeddings(inputs["pixel_values"])
-            padded = tuple(int(v) for v in inputs["pixel_values"].shape[-2:])
-            reshaped = tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
-            prepared.append((embeddings, inputs["input_boxes"], e.mask, reshaped, padded))
+            if not prepared:  # the size of SAM's low-resolution masks, the same for every image
+                low_res = tuple(sam(image_embeddings=embeddings, input_boxes=inputs["input_boxes"],
+                                    multimask_output=True).pred_masks.shape[-2:])
+            target = torch.from_numpy(_target_in_mask_frame(
+                e.mask, tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+                tuple(int(v) for v in inputs["pixel_values"].shape[-2:]), low_res))
+            prepared.append((embeddings, inputs["input_boxes"], target))
 
     optimiser = torch.optim.AdamW(sam.mask_decoder.parameters(), lr=learning_rate)
     losses = []
     for epoch in range(epochs):
         total = 0.0
-        for embeddings, boxes, mask, reshaped, padded in prepared:
+        for embeddings, boxes, target in prepared:
             # the segmenter serves the best-scored of SAM's three masks, so all three learn
             out = sam(image_embeddings=embeddings, input_boxes=boxes, multimask_output=True)
             logits = out.pred_masks[0, 0]
-            target = torch.from_numpy(_target_in_mask_frame(mask, reshaped, padded, tuple(logits.shape[-2:])))
-            target = target.expand_as(logits)
+            targets = target.expand_as(logits)  # one per mask
             prob = torch.sigmoid(logits)
-            dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
+            dice = 1 - (2 * (prob * targets).sum((1, 2)) + 1) / (prob.sum((1, 2)) + targets.sum((1, 2)) + 1)
             # the IoU head learns each mask's real IoU: the segmenter serves the mask it scores best
             with torch.no_grad():
-                hit = (logits > 0).float()
-                iou = (hit * (target > 0.5)).sum((1, 2)) / ((hit + (target > 0.5).float()).clamp(max=1).sum((1, 2)) + 1e-6)
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + dice.mean()
+                hit, wanted = logits > 0, targets > 0.5
+                iou = (hit & wanted).sum((1, 2)) / ((hit | wanted).sum((1, 2)) + 1e-6)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, targets) + dice.mean()
                     + torch.nn.functional.mse_loss(out.iou_scores[0, 0], iou))
             optimiser.zero_grad()
             loss.backward()
